@@ -1,0 +1,128 @@
+/* interpool's C core: declarations shared by the .c files.
+ *
+ * Ownership rule of the whole core: memory that crosses interpreters is raw
+ * (PyMem_Raw*) and never holds a PyObject* that another interpreter touches.
+ * A task carries an opaque "owner" pointer that only the submitting
+ * interpreter dereferences.
+ */
+#ifndef INTERPOOL_CORE_H
+#define INTERPOOL_CORE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------- buffers */
+
+/* A growable byte buffer in raw (process-global) memory. */
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} ip_buf;
+
+int ip_buf_reserve(ip_buf *b, Py_ssize_t extra);   /* -1: out of memory (no exception) */
+int ip_buf_append(ip_buf *b, const void *p, Py_ssize_t n);
+void ip_buf_free(ip_buf *b);
+
+/* ----------------------------------------------------------- module state */
+
+typedef struct {
+    PyTypeObject *PoolType;        /* _core.PoolCore: owns the C pool */
+    PyTypeObject *TaskType;        /* _core.TaskHandle: cancel a submitted task */
+    PyTypeObject *SinkType;        /* _core.Completions: where results arrive */
+    PyObject *pickle_dumps;        /* imported lazily */
+    PyObject *pickle_loads;
+    PyObject *support;             /* interpool._support, imported lazily */
+    PyObject *codec_error;         /* interpool._core.CodecError (ValueError) */
+    PyObject *str_done;            /* interned method names used when resolving */
+    PyObject *str_set_result;
+    PyObject *str_set_exception;
+} ip_state;
+
+/* How long a thread about to sleep first spins on an atomic (nanoseconds).
+ * Short: on a small machine a spinning thread steals the core it waits for. */
+extern long ip_spin_ns;
+/* Monotonic clock in nanoseconds. */
+int64_t ip_now_ns(void);
+/* Spin (no lock, no GIL needed) until *flag != 0 or ip_spin_ns pass. */
+int ip_spin_while_zero(atomic_int *flag);
+
+ip_state *ip_get_state(PyObject *module);
+ip_state *ip_state_of_type(PyTypeObject *tp);
+/* interpool._support.<name>, imported on first use; new reference. */
+PyObject *ip_support_attr(ip_state *st, const char *name);
+
+/* ------------------------------------------------------------------ codec */
+
+/* Deepest container nesting the codec accepts (a clear error beyond). */
+#define IP_MAX_DEPTH 200
+
+/* Append obj's encoding to buf.  0 on success; -1 with an exception set:
+ * TypeError naming the type for a value neither the codec nor pickle can
+ * send, ValueError for nesting deeper than IP_MAX_DEPTH, MemoryError. */
+int ip_encode(ip_state *st, ip_buf *buf, PyObject *obj);
+
+/* Decode one value starting at data[*pos], advancing *pos.  New reference,
+ * or NULL with an exception set (CodecError for malformed input: never a
+ * crash, whatever the bytes). */
+PyObject *ip_decode(ip_state *st, const char *data, Py_ssize_t len, Py_ssize_t *pos);
+
+/* Decode a whole payload that must hold exactly one value. */
+PyObject *ip_decode_all(ip_state *st, const char *data, Py_ssize_t len);
+
+/* Python-visible helpers for tests: _core.encode(obj) -> bytes, _core.decode(bytes). */
+PyObject *ip_codec_py_encode(PyObject *module, PyObject *obj);
+PyObject *ip_codec_py_decode(PyObject *module, PyObject *data);
+
+/* ------------------------------------------------------------ tasks */
+
+typedef struct ip_sink ip_sink;
+typedef struct ip_task ip_task;
+
+enum ip_status { IP_OK = 0, IP_ERROR = 1, IP_CANCELLED = 2, IP_BROKEN = 3 };
+enum ip_task_state { IP_QUEUED = 0, IP_RUNNING = 1, IP_DONE = 2, IP_DROPPED = 3 };
+enum ip_task_kind { IP_CALL = 0, IP_CHUNK = 1 };
+
+/* One call in flight.  Created by the submitter; its "pipeline" reference
+ * travels queue -> worker -> sink -> consumer, and a TaskHandle may hold
+ * another.  `owner` is a strong PyObject* of the submitting interpreter: only
+ * that interpreter (the canceller or the sink's consumer) ever touches it. */
+struct ip_task {
+    ip_task *prev, *next;     /* pool queue (pool mutex) */
+    ip_task *done_next;       /* sink's done list (sink mutex) */
+    atomic_int refcnt;
+    atomic_int state;         /* enum ip_task_state */
+    int kind;                 /* enum ip_task_kind */
+    int status;               /* enum ip_status, set before delivery */
+    uint32_t fn_id;
+    ip_buf payload;           /* encoded args tuple, then kwargs dict or None */
+    ip_buf result;            /* encoded result, or packed exception */
+    ip_sink *sink;            /* strong */
+    void *owner;              /* PyObject* of the submitting interpreter, or NULL */
+    int64_t seq;              /* reported instead of owner when owner is NULL */
+};
+
+ip_task *ip_task_new(void);             /* refcnt 1; NULL on out of memory */
+void ip_task_decref(ip_task *t);
+
+/* ------------------------------------------------------------ sinks */
+
+/* Raw completion queue behind a Completions object; see sink.c. */
+ip_sink *ip_sink_from_object(ip_state *st, PyObject *obj);  /* borrowed; NULL + TypeError */
+void ip_sink_incref(ip_sink *s);
+void ip_sink_decref(ip_sink *s);
+/* Called by the submitter for every task it sends to this sink. */
+void ip_sink_expect(ip_sink *s, Py_ssize_t n);
+/* Hand a finished task (pipeline reference) to its sink.  Any thread, any
+ * interpreter; makes no Python call. */
+void ip_sink_push(ip_sink *s, ip_task *t);
+
+/* --------------------------------------------------------- types (init) */
+
+int ip_pool_module_init(PyObject *module, ip_state *st);
+int ip_sink_module_init(PyObject *module, ip_state *st);
+
+#endif
