@@ -13,6 +13,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Pool": "._pool",
+    "Runner": "._runner",
+    "InterpreterPoolExecutor": "._executor",
+    "InterpreterThreadPoolExecutor": "._hybrid",
+    "interpreter": "._hybrid",
     "BrokenPool": "._errors",
     "PoolShutdownError": "._errors",
     "RemoteError": "._errors",
@@ -23,7 +27,10 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from ._errors import BrokenPool, PoolShutdownError, RemoteError, RemoteTraceback
+    from ._executor import InterpreterPoolExecutor
+    from ._hybrid import InterpreterThreadPoolExecutor, interpreter
     from ._pool import Pool
+    from ._runner import Runner
 
 
 def __getattr__(name: str):

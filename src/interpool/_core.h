@@ -88,8 +88,8 @@ enum ip_task_kind { IP_CALL = 0, IP_CHUNK = 1 };
 
 /* One call in flight.  Created by the submitter; its "pipeline" reference
  * travels queue -> worker -> sink -> consumer, and a TaskHandle may hold
- * another.  `owner` is a strong PyObject* of the submitting interpreter: only
- * that interpreter (the canceller or the sink's consumer) ever touches it. */
+ * another.  It holds no PyObject: the sink's Completions object maps `seq`
+ * to the future it resolves. */
 struct ip_task {
     ip_task *prev, *next;     /* pool queue (pool mutex) */
     ip_task *done_next;       /* sink's done list (sink mutex) */
@@ -101,8 +101,7 @@ struct ip_task {
     ip_buf payload;           /* encoded args tuple, then kwargs dict or None */
     ip_buf result;            /* encoded result, or packed exception */
     ip_sink *sink;            /* strong */
-    void *owner;              /* PyObject* of the submitting interpreter, or NULL */
-    int64_t seq;              /* reported instead of owner when owner is NULL */
+    int64_t seq;              /* key of the owner in the Completions object */
 };
 
 ip_task *ip_task_new(void);             /* refcnt 1; NULL on out of memory */
@@ -110,8 +109,22 @@ void ip_task_decref(ip_task *t);
 
 /* ------------------------------------------------------------ sinks */
 
-/* Raw completion queue behind a Completions object; see sink.c. */
-ip_sink *ip_sink_from_object(ip_state *st, PyObject *obj);  /* borrowed; NULL + TypeError */
+/* The Python side of a sink (type Completions), owned by the interpreter
+ * that submits to it. */
+typedef struct {
+    PyObject_HEAD
+    ip_sink *sink;
+    PyObject *owners;         /* {seq: future} for tasks sent by submit() */
+    int64_t next_seq;
+    PyObject *on_cancelled;   /* callable(owner) for tasks dropped at shutdown */
+} ip_completions;
+
+/* The Completions object `obj` (borrowed), or NULL with a TypeError. */
+ip_completions *ip_completions_check(ip_state *st, PyObject *obj);
+/* Record `owner` as the future of a new task; its key goes in *seq. */
+int ip_completions_bind(ip_completions *c, PyObject *owner, int64_t *seq);
+/* Forget the owner of a task that will never be delivered. */
+void ip_completions_unbind(ip_completions *c, int64_t seq);
 void ip_sink_incref(ip_sink *s);
 void ip_sink_decref(ip_sink *s);
 /* Called by the submitter for every task it sends to this sink. */

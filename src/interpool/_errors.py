@@ -1,6 +1,9 @@
 """Exceptions of interpool's public API."""
 
-from concurrent.futures import BrokenExecutor
+try:  # so `except BrokenInterpreterPool` catches it, as with the stdlib executor
+    from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
+except ImportError:  # pragma: no cover - CPython built without subinterpreters
+    from concurrent.futures import BrokenExecutor as _BrokenBase
 
 __all__ = ["BrokenPool", "PoolShutdownError", "RemoteError", "RemoteTraceback"]
 
@@ -34,9 +37,12 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.text.rstrip()}\n"""'
 
 
-class BrokenPool(BrokenExecutor):
+class BrokenPool(_BrokenBase):
     """The pool can no longer run tasks (its initializer raised, or a worker
-    could not start).  Every pending and later task fails with it."""
+    could not start).  Every pending and later task fails with it.
+
+    A subclass of ``concurrent.futures.BrokenExecutor`` (through the stdlib's
+    ``BrokenInterpreterPool``)."""
 
 
 class PoolShutdownError(RuntimeError):

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
-from . import _core
+from . import _core, _support
+from ._aio import AsyncPoolMethods
 from ._callables import describe
 from ._errors import BrokenPool
 
@@ -110,7 +111,7 @@ def _default_workers() -> int:
     return count or 1
 
 
-class Pool:
+class Pool(AsyncPoolMethods):
     """A pool of worker threads, each running Python in its own subinterpreter.
 
     ``Pool(workers=None, *, initializer=None, initargs=(), name=None)``
@@ -118,8 +119,9 @@ class Pool:
     Functions travel by reference (module and qualified name) and run in
     parallel, one per worker at a time.  Arguments and results travel through
     interpool's C codec (pickle only for types it does not know).  Use it
-    like a ``concurrent.futures`` executor: ``submit``, ``map``,
-    ``shutdown``, or as a context manager.
+    like a ``concurrent.futures`` executor (``submit``, ``map``,
+    ``shutdown``, ``with``) or from asyncio (``await pool.run(...)``,
+    ``pool.wrap``, ``pool.amap``, ``pool.as_completed``, ``async with``).
     """
 
     def __init__(
@@ -136,6 +138,13 @@ class Pool:
             raise TypeError(f"workers must be an int, not {type(workers).__name__}")
         elif workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if _support.loading_main:
+            raise RuntimeError(
+                "a Pool was created while a worker interpreter was loading your "
+                "script to find a function defined in it: the script's top-level "
+                "code runs in every worker. Put the code that creates pools (and "
+                "runs the program) under `if __name__ == \"__main__\":`."
+            )
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
         initargs = tuple(initargs)
@@ -147,6 +156,8 @@ class Pool:
         self._ref_ids: dict[tuple, int] = {}
         self._futures_sink: Any = None
         self._dispatcher: threading.Thread | None = None
+        self._loop_sinks = {}
+        self._loop_lock = threading.Lock()
         self._core = _core.PoolCore(workers, [p for p in sys.path if isinstance(p, str)])
         if "__main__" in sys.modules:
             # Results naming classes of the script (run as __mp_main__ in
@@ -324,6 +335,7 @@ class Pool:
         if wait:
             self._core.join()
             _untrack(self._core)
+            self._release_closed_loops()
             if self._dispatcher is not None:
                 self._dispatcher.join()
 

@@ -6,6 +6,9 @@ Kept free of heavy imports: every worker imports this module at start-up.
 import sys
 
 _main_modules: dict[str, object] = {}
+# True while this worker runs the caller's script as __mp_main__: a Pool
+# created then would recurse (the script's unguarded top-level code).
+loading_main = False
 
 
 def _load_file_module(name: str, path: str):
@@ -29,9 +32,14 @@ def _main_module(path: str):
     # Like multiprocessing's spawn: the script runs as "__mp_main__", so its
     # `if __name__ == "__main__":` block does not run, and pickles that name
     # __main__ resolve to it.
+    global loading_main
     module = _main_modules.get(path)
     if module is None:
-        module = _load_file_module("__mp_main__", path)
+        loading_main = True
+        try:
+            module = _load_file_module("__mp_main__", path)
+        finally:
+            loading_main = False
         sys.modules["__main__"] = module
         _main_modules[path] = module
     return module

@@ -211,7 +211,7 @@ static inline int
 encode_int64(ip_buf *b, int64_t v)
 {
     /* zigzag: small magnitudes of either sign give short varints */
-    uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    uint64_t z = ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63));
     return put_head(b, T_INT, z);
 }
 
@@ -562,11 +562,22 @@ ip_encode(ip_state *st, ip_buf *buf, PyObject *obj)
 
 /* ---------------------------------------------------------------- decode */
 
+/* Dict keys that are short Latin-1 strings are looked up in a small cache
+ * (per decode call), so records with the same keys share key objects and
+ * their cached hashes, as with pickle's memo.  The cache switches on at the
+ * second dict, so a single dict (keyword arguments) pays nothing. */
+#define KEY_CACHE_BITS 6
+#define KEY_CACHE_SIZE (1 << KEY_CACHE_BITS)   /* slots */
+#define KEY_CACHE_MAX_LEN 32    /* longer keys are not cached */
+
 typedef struct {
     ip_state *st;
     const unsigned char *base;   /* start of the payload (for messages) */
     const unsigned char *p;      /* next byte to read */
     const unsigned char *end;
+    int dicts_seen;
+    PyObject **keys;             /* NULL, or key_slots once in use */
+    PyObject *key_slots[KEY_CACHE_SIZE];   /* strong refs; set up lazily */
 } reader;
 
 static PyObject *decode_value(reader *r, int depth);
@@ -808,6 +819,63 @@ decode_tuple_or_list(reader *r, int tag, int depth)
 }
 
 static PyObject *
+decode_key(reader *r, int depth)
+{
+    if (r->keys == NULL || r->p >= r->end || *r->p != T_STR1) {
+        return decode_value(r, depth);
+    }
+    const unsigned char *tag = r->p++;
+    Py_ssize_t n;
+    if (get_count(r, 1, "str", &n) < 0) {
+        return NULL;
+    }
+    if (n > KEY_CACHE_MAX_LEN) {
+        r->p = tag;
+        return decode_value(r, depth);
+    }
+    const unsigned char *s = r->p;
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h = (h ^ s[i]) * 16777619u;
+    }
+    /* FNV's low bits are weak: take the top bits of a multiplicative mix.
+     * Two-way: a key may sit in its slot or the neighbouring one. */
+    uint32_t i = ((h ^ (uint32_t)n) * 2654435769u) >> (32 - KEY_CACHE_BITS);
+    PyObject **slot = &r->keys[i];
+    for (int way = 0; way < 2; way++) {
+        PyObject *key = r->keys[i ^ (uint32_t)way];
+        if (key == NULL) {
+            slot = &r->keys[i ^ (uint32_t)way];
+            break;
+        }
+        if (PyUnicode_GET_LENGTH(key) == n
+            && memcmp(PyUnicode_1BYTE_DATA(key), s, (size_t)n) == 0)
+        {
+            r->p += n;
+            return Py_NewRef(key);
+        }
+    }
+    PyObject *key = PyUnicode_FromKindAndData(PyUnicode_1BYTE_KIND, s, n);
+    if (key == NULL) {
+        return NULL;
+    }
+    r->p += n;
+    Py_XSETREF(*slot, Py_NewRef(key));
+    return key;
+}
+
+static void
+reader_clear(reader *r)
+{
+    if (r->keys != NULL) {
+        for (int i = 0; i < KEY_CACHE_SIZE; i++) {
+            Py_CLEAR(r->keys[i]);
+        }
+        r->keys = NULL;
+    }
+}
+
+static PyObject *
 decode_dict(reader *r, int depth)
 {
     Py_ssize_t n;
@@ -818,12 +886,16 @@ decode_dict(reader *r, int depth)
     if (get_count(r, 2, "dict", &n) < 0) {
         return NULL;
     }
+    if (r->keys == NULL && ++r->dicts_seen >= 2) {
+        memset(r->key_slots, 0, sizeof(r->key_slots));
+        r->keys = r->key_slots;
+    }
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *key = decode_value(r, depth + 1);
+        PyObject *key = decode_key(r, depth + 1);
         if (key == NULL) {
             goto error;
         }
@@ -970,9 +1042,16 @@ ip_decode(ip_state *st, const char *data, Py_ssize_t len, Py_ssize_t *pos)
                      *pos, len);
         return NULL;
     }
-    const unsigned char *base = (const unsigned char *)data;
-    reader r = {st, base, base + *pos, base + len};
+    /* Field by field: an initializer would zero the whole key cache. */
+    reader r;
+    r.st = st;
+    r.base = (const unsigned char *)data;
+    r.p = r.base + *pos;
+    r.end = r.base + len;
+    r.dicts_seen = 0;
+    r.keys = NULL;
     PyObject *v = decode_value(&r, 0);
+    reader_clear(&r);
     if (v != NULL) {
         *pos = offset(&r);
     }

@@ -530,6 +530,7 @@ typedef struct {
     PyObject_HEAD
     ip_task *task;
     ip_pool *pool;
+    ip_completions *completions;   /* strong: where the task's owner is bound */
 } TaskHandleObject;
 
 static void
@@ -540,6 +541,7 @@ handle_dealloc(PyObject *op)
     if (self->task != NULL) {
         ip_task_decref(self->task);
     }
+    Py_XDECREF(self->completions);
     pool_decref(self->pool);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -548,7 +550,7 @@ handle_dealloc(PyObject *op)
 PyDoc_STRVAR(handle_cancel_doc,
 "cancel($self, /)\n--\n\n"
 "Remove the task from the queue if no worker has started it.  Return True\n"
-"if it was removed (it will never run and its owner is released).");
+"if it was removed (it will never run and its future is forgotten).");
 
 static PyObject *
 handle_cancel(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -565,9 +567,7 @@ handle_cancel(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     pthread_mutex_unlock(&p->mu);
     if (removed) {
-        /* The owner belongs to this interpreter (the submitter's). */
-        Py_XDECREF((PyObject *)t->owner);
-        t->owner = NULL;
+        ip_completions_unbind(self->completions, t->seq);
         ip_sink_expect(t->sink, -1);
         ip_task_decref(t);   /* the pipeline reference */
     }
@@ -846,7 +846,7 @@ refuse(ip_state *st, ip_pool *p)
 
 static ip_task *
 make_task(ip_state *st, ip_sink *sink, uint32_t fn_id, int kind,
-          PyObject *args, PyObject *kwargs, PyObject *owner)
+          PyObject *args, PyObject *kwargs)
 {
     ip_task *t = ip_task_new();
     if (t == NULL) {
@@ -861,18 +861,18 @@ make_task(ip_state *st, ip_sink *sink, uint32_t fn_id, int kind,
     }
     ip_sink_incref(sink);
     t->sink = sink;
-    t->owner = Py_XNewRef(owner);
     return t;
 }
 
-/* Free tasks that were never queued; their owners are ours. */
+/* Free tasks that will never run, forgetting their owners (if any). */
 static void
-discard_tasks(ip_task *t)
+discard_tasks(ip_completions *c, ip_task *t)
 {
     while (t != NULL) {
         ip_task *next = t->next;
-        Py_XDECREF((PyObject *)t->owner);
-        t->owner = NULL;
+        if (c != NULL) {
+            ip_completions_unbind(c, t->seq);
+        }
         ip_task_decref(t);
         t = next;
     }
@@ -880,12 +880,13 @@ discard_tasks(ip_task *t)
 
 /* Queue a chain of n tasks; -1 (chain freed, exception set) if refused. */
 static int
-enqueue(ip_state *st, ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
+enqueue(ip_state *st, ip_pool *p, ip_completions *c,
+        ip_task *first, ip_task *last, Py_ssize_t n)
 {
     pthread_mutex_lock(&p->mu);
     if (p->stopping || p->broken) {
         pthread_mutex_unlock(&p->mu);
-        discard_tasks(first);
+        discard_tasks(c, first);
         (void)refuse(st, p);
         return -1;
     }
@@ -896,7 +897,8 @@ enqueue(ip_state *st, ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
 
 PyDoc_STRVAR(submit_doc,
 "submit($self, fn_id, args, kwargs, sink, owner, /)\n--\n\n"
-"Queue fn(*args, **kwargs); its result resolves `owner` through `sink`.\n"
+"Queue fn(*args, **kwargs); its result resolves the future `owner` when\n"
+"`sink` (a Completions) resolves.\n"
 "Return a TaskHandle.");
 
 static PyObject *
@@ -919,10 +921,11 @@ poolcore_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "submit() needs an args tuple and a kwargs dict or None");
         return NULL;
     }
-    ip_sink *sink = ip_sink_from_object(st, args[3]);
-    if (sink == NULL) {
+    ip_completions *c = ip_completions_check(st, args[3]);
+    if (c == NULL) {
         return NULL;
     }
+    ip_sink *sink = c->sink;
     if (p->stopping || p->broken) {
         return refuse(st, p);
     }
@@ -932,16 +935,22 @@ poolcore_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     h->task = NULL;
     h->pool = p;
+    h->completions = (ip_completions *)Py_NewRef(c);
     atomic_fetch_add(&p->refcnt, 1);
-    ip_task *t = make_task(st, sink, (uint32_t)fn_id, IP_CALL, args[1], args[2], args[4]);
+    ip_task *t = make_task(st, sink, (uint32_t)fn_id, IP_CALL, args[1], args[2]);
     if (t == NULL) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (ip_completions_bind(c, args[4], &t->seq) < 0) {
+        ip_task_decref(t);
         Py_DECREF(h);
         return NULL;
     }
     atomic_fetch_add(&t->refcnt, 1);
     h->task = t;
     ip_sink_expect(sink, 1);
-    if (enqueue(st, p, t, t, 1) < 0) {
+    if (enqueue(st, p, c, t, t, 1) < 0) {
         ip_sink_expect(sink, -1);
         Py_DECREF(h);
         return NULL;
@@ -980,10 +989,11 @@ poolcore_submit_many(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     if (chunked < 0) {
         return NULL;
     }
-    ip_sink *sink = ip_sink_from_object(st, args[2]);
-    if (sink == NULL) {
+    ip_completions *c = ip_completions_check(st, args[2]);
+    if (c == NULL) {
         return NULL;
     }
+    ip_sink *sink = c->sink;
     if (p->stopping || p->broken) {
         return refuse(st, p);
     }
@@ -1000,7 +1010,7 @@ poolcore_submit_many(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             goto error;
         }
         ip_task *t = make_task(st, sink, (uint32_t)fn_id, chunked ? IP_CHUNK : IP_CALL,
-                               item, NULL, NULL);
+                               item, NULL);
         if (t == NULL) {
             goto error;
         }
@@ -1015,13 +1025,13 @@ poolcore_submit_many(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         tail = t;
     }
     ip_sink_expect(sink, n);
-    if (enqueue(st, p, head, tail, n) < 0) {
+    if (enqueue(st, p, NULL, head, tail, n) < 0) {
         ip_sink_expect(sink, -n);
         return NULL;
     }
     Py_RETURN_NONE;
 error:
-    discard_tasks(head);
+    discard_tasks(NULL, head);
     return NULL;
 }
 
@@ -1034,10 +1044,11 @@ poolcore_cancel_queued(PyObject *op, PyObject *arg)
 {
     ip_pool *p = get_pool(op);
     ip_state *st = ip_state_of_type(Py_TYPE(op));
-    ip_sink *sink = st ? ip_sink_from_object(st, arg) : NULL;
-    if (sink == NULL) {
+    ip_completions *c = st ? ip_completions_check(st, arg) : NULL;
+    if (c == NULL) {
         return NULL;
     }
+    ip_sink *sink = c->sink;
     ip_task *dropped = NULL;
     Py_ssize_t n = 0;
     pthread_mutex_lock(&p->mu);
@@ -1052,7 +1063,7 @@ poolcore_cancel_queued(PyObject *op, PyObject *arg)
         }
     }
     pthread_mutex_unlock(&p->mu);
-    discard_tasks(dropped);   /* owners are ours: we submitted them */
+    discard_tasks(c, dropped);
     ip_sink_expect(sink, -n);
     return PyLong_FromSsize_t(n);
 }

@@ -120,7 +120,7 @@ ip_sink_push(ip_sink *s, ip_task *t)
     int wake_cond, wake_fd;
     t->done_next = NULL;
     pthread_mutex_lock(&s->mu);
-    if (s->orphaned && t->owner == NULL) {
+    if (s->orphaned) {
         /* Nobody will drain this sink (an abandoned map): free it now. */
         pthread_mutex_unlock(&s->mu);
         ip_task_decref(t);
@@ -175,20 +175,54 @@ sink_take_all(ip_sink *s)
 
 /* ------------------------------------------------------------ Completions */
 
-typedef struct {
-    PyObject_HEAD
-    ip_sink *sink;
-    PyObject *on_cancelled;   /* callable(owner) for tasks dropped at shutdown */
-} CompletionsObject;
+typedef ip_completions CompletionsObject;
 
-ip_sink *
-ip_sink_from_object(ip_state *st, PyObject *obj)
+ip_completions *
+ip_completions_check(ip_state *st, PyObject *obj)
 {
     if (!PyObject_TypeCheck(obj, st->SinkType)) {
         PyErr_Format(PyExc_TypeError, "expected a Completions object, got %T", obj);
         return NULL;
     }
-    return ((CompletionsObject *)obj)->sink;
+    return (ip_completions *)obj;
+}
+
+int
+ip_completions_bind(ip_completions *c, PyObject *owner, int64_t *seq)
+{
+    PyObject *key = PyLong_FromLongLong(c->next_seq);
+    if (key == NULL) {
+        return -1;
+    }
+    int r = PyDict_SetItem(c->owners, key, owner);
+    Py_DECREF(key);
+    if (r == 0) {
+        *seq = c->next_seq++;
+    }
+    return r;
+}
+
+void
+ip_completions_unbind(ip_completions *c, int64_t seq)
+{
+    PyObject *key = PyLong_FromLongLong(seq);
+    if (key == NULL || PyDict_DelItem(c->owners, key) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(key);
+}
+
+/* Pop the owner bound to seq (new reference), or NULL if none. */
+static PyObject *
+pop_owner(CompletionsObject *self, int64_t seq)
+{
+    PyObject *owner = NULL;
+    PyObject *key = PyLong_FromLongLong(seq);
+    if (key == NULL || PyDict_Pop(self->owners, key, &owner) < 0) {
+        PyErr_Clear();
+    }
+    Py_XDECREF(key);
+    return owner;
 }
 
 static PyObject *
@@ -203,6 +237,11 @@ completions_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     CompletionsObject *self = (CompletionsObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
+        return NULL;
+    }
+    self->owners = PyDict_New();
+    if (self->owners == NULL) {
+        Py_DECREF(self);
         return NULL;
     }
     self->sink = sink_new(want_efd);
@@ -221,6 +260,7 @@ completions_traverse(PyObject *op, visitproc visit, void *arg)
 {
     CompletionsObject *self = (CompletionsObject *)op;
     Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->owners);
     Py_VISIT(self->on_cancelled);
     return 0;
 }
@@ -228,7 +268,9 @@ completions_traverse(PyObject *op, visitproc visit, void *arg)
 static int
 completions_clear(PyObject *op)
 {
-    Py_CLEAR(((CompletionsObject *)op)->on_cancelled);
+    CompletionsObject *self = (CompletionsObject *)op;
+    Py_CLEAR(self->owners);
+    Py_CLEAR(self->on_cancelled);
     return 0;
 }
 
@@ -239,20 +281,18 @@ completions_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     if (self->sink != NULL) {
-        /* Owners of undrained tasks are ours (this interpreter): drop them. */
-        ip_task *t = sink_take_all(self->sink);
+        ip_sink *s = self->sink;
+        pthread_mutex_lock(&s->mu);
+        s->closed = 1;
+        s->orphaned = 1;   /* from now on, pushes free their task at once */
+        pthread_mutex_unlock(&s->mu);
+        ip_task *t = sink_take_all(s);
         while (t != NULL) {
             ip_task *next = t->done_next;
-            Py_XDECREF((PyObject *)t->owner);
-            t->owner = NULL;
             ip_task_decref(t);
             t = next;
         }
-        pthread_mutex_lock(&self->sink->mu);
-        self->sink->closed = 1;
-        self->sink->orphaned = 1;
-        pthread_mutex_unlock(&self->sink->mu);
-        ip_sink_decref(self->sink);
+        ip_sink_decref(s);
     }
     (void)completions_clear(op);
     tp->tp_free(op);
@@ -296,9 +336,8 @@ task_value(ip_state *st, ip_task *t, int *is_error)
 
 /* Resolve one owner future; never leaves an exception set. */
 static void
-resolve_one(ip_state *st, CompletionsObject *self, ip_task *t)
+resolve_one(ip_state *st, CompletionsObject *self, ip_task *t, PyObject *owner)
 {
-    PyObject *owner = (PyObject *)t->owner;
     PyObject *value = NULL, *r = NULL;
     int is_error = 0;
 
@@ -313,6 +352,7 @@ resolve_one(ip_state *st, CompletionsObject *self, ip_task *t)
     int already = PyObject_IsTrue(r);
     Py_CLEAR(r);
     if (already) {
+        r = Py_NewRef(Py_None);
         goto done;   /* cancelled by its awaiter: the result is discarded */
     }
     value = task_value(st, t, &is_error);
@@ -348,9 +388,11 @@ completions_resolve(PyObject *op, PyObject *Py_UNUSED(ignored))
     ip_task *t = sink_take_all(self->sink);
     while (t != NULL) {
         ip_task *next = t->done_next;
-        resolve_one(st, self, t);
-        Py_XDECREF((PyObject *)t->owner);
-        t->owner = NULL;
+        PyObject *owner = pop_owner(self, t->seq);
+        if (owner != NULL) {
+            resolve_one(st, self, t, owner);
+            Py_DECREF(owner);
+        }
         ip_task_decref(t);
         n++;
         t = next;
@@ -361,9 +403,9 @@ completions_resolve(PyObject *op, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(drain_doc,
 "drain($self, /)\n--\n\n"
-"Take every finished task (non-blocking) as a list of (owner, ok, value)\n"
-"(owner is the task's index when it was submitted by submit_many):\n"
-"value is the result when ok, else the exception to raise.");
+"Take every finished task (non-blocking) as a list of (index, ok, value)\n"
+"for tasks sent by submit_many: value is the result when ok, else the\n"
+"exception to raise.");
 
 static PyObject *
 completions_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
@@ -378,32 +420,57 @@ completions_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
     ip_task *t = sink_take_all(self->sink);
     while (t != NULL) {
         ip_task *next = t->done_next;
-        PyObject *owner = (PyObject *)t->owner;
         int is_error = 0;
         PyObject *value = task_value(st, t, &is_error);
         if (value == NULL) {
             value = PyErr_GetRaisedException();
             is_error = 1;
         }
-        PyObject *item = NULL;
         if (out != NULL) {
-            item = owner ? Py_BuildValue("(OOO)", owner, is_error ? Py_False : Py_True, value)
-                         : Py_BuildValue("(LOO)", (long long)t->seq,
-                                         is_error ? Py_False : Py_True, value);
+            PyObject *item = Py_BuildValue("(LOO)", (long long)t->seq,
+                                           is_error ? Py_False : Py_True, value);
             if (item == NULL || PyList_Append(out, item) < 0) {
                 Py_CLEAR(out);   /* keep draining: every task is released */
             }
+            Py_XDECREF(item);
         }
-        Py_XDECREF(item);
         Py_DECREF(value);
-        Py_XDECREF(owner);
-        t->owner = NULL;
         ip_task_decref(t);
         n++;
         t = next;
     }
     atomic_fetch_sub_explicit(&self->sink->outstanding, n, memory_order_relaxed);
     return out;
+}
+
+PyDoc_STRVAR(detach_doc,
+"detach($self, /)\n--\n\n"
+"Stop delivering to this sink (its consumer is gone, e.g. a closed event\n"
+"loop): later results are freed on arrival.  Return the futures still\n"
+"bound, so the caller can fail them.");
+
+static PyObject *
+completions_detach(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    CompletionsObject *self = (CompletionsObject *)op;
+    ip_sink *s = self->sink;
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    s->orphaned = 1;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    Py_ssize_t n = 0;
+    for (ip_task *t = sink_take_all(s), *next; t != NULL; t = next) {
+        next = t->done_next;
+        ip_task_decref(t);
+        n++;
+    }
+    atomic_fetch_sub_explicit(&s->outstanding, n, memory_order_relaxed);
+    PyObject *owners = PyDict_Values(self->owners);
+    if (owners != NULL) {
+        PyDict_Clear(self->owners);
+    }
+    return owners;
 }
 
 PyDoc_STRVAR(wait_doc,
@@ -504,6 +571,12 @@ completions_get_outstanding(PyObject *op, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+completions_get_pending(PyObject *op, void *Py_UNUSED(closure))
+{
+    return PyLong_FromSsize_t(PyDict_GET_SIZE(((CompletionsObject *)op)->owners));
+}
+
+static PyObject *
 completions_get_closed(PyObject *op, void *Py_UNUSED(closure))
 {
     ip_sink *s = ((CompletionsObject *)op)->sink;
@@ -518,11 +591,14 @@ static PyMethodDef completions_methods[] = {
     {"drain", completions_drain, METH_NOARGS, drain_doc},
     {"wait", (PyCFunction)(void (*)(void))completions_wait, METH_FASTCALL, wait_doc},
     {"close", completions_close, METH_NOARGS, close_doc},
+    {"detach", completions_detach, METH_NOARGS, detach_doc},
     {"fileno", completions_fileno, METH_NOARGS, fileno_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef completions_getset[] = {
+    {"pending", completions_get_pending, NULL,
+     "Futures bound to tasks not yet resolved (for leak checks).", NULL},
     {"outstanding", completions_get_outstanding, NULL,
      "Tasks sent to this sink and not yet resolved or drained.", NULL},
     {"closed", completions_get_closed, NULL, "Whether close() was called.", NULL},
