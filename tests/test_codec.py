@@ -525,8 +525,7 @@ def test_container_mutated_while_encoding():
     d["c"] = 2
     with pytest.raises(RuntimeError, match="changed size"):
         encode(d)
-    # A set cannot hold ClearsOnReduce (unhashable container ref is fine,
-    # but set iteration notices the change itself).
+    # Sets: the set iterator notices the change itself.
     s = {1, 2}
 
     class ClearsSet:

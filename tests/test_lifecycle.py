@@ -77,6 +77,29 @@ def test_main_script_object_as_argument_of_a_non_main_function(tmp_path):
     assert "ARGUMENT Box(value=7)" in proc.stdout.splitlines()
 
 
+def test_unguarded_script_cannot_recurse(tmp_path):
+    # Top-level code that creates a pool runs again in each worker that loads
+    # the script; the Pool refuses to start there instead of recursing.
+    proc = run_script(
+        tmp_path,
+        """
+        import interpool
+
+        def work(x):
+            return x * 2
+
+        pool = interpool.Pool(1)
+        try:
+            print("RESULT", pool.submit(work, 21).result(60))
+        except RuntimeError as exc:
+            print("REFUSED", 'if __name__ == "__main__":' in str(exc))
+        pool.shutdown()
+        """,
+    )
+    assert_clean(proc)
+    assert proc.stdout.splitlines() == ["REFUSED True"]
+
+
 def test_interactive_main_function_refused(tmp_path):
     # Code given with -c has a __main__ without a file, like the REPL.
     code = textwrap.dedent(
@@ -121,11 +144,10 @@ EXIT_SCRIPTS = {
         print("OK")
     """,
     "exit while a task is running": """
-        import os, sys, helpers_tasks, interpool
+        import helpers_tasks, interpool
         pool = interpool.Pool(1)
-        started = os.path.join(sys.argv[1], "started")
-        future = pool.submit(helpers_tasks.signal_and_wait, started, started, "late")
         running = pool.submit(helpers_tasks.sleep_then_return, 0.5, "late")
+        queued = pool.submit(helpers_tasks.sleep_then_return, 0.1, "later")
         while not running.running():
             pass
         print("OK")
@@ -182,12 +204,16 @@ EXIT_SCRIPTS = {
         del pools[2]
         print("OK")
     """,
-    "pool created and used in a non-daemon thread": """
+    "exit while a non-daemon thread still uses a pool": """
         import threading, helpers_tasks, interpool
+        submitted = threading.Event()
         def run():
             pool = interpool.Pool(1)
-            pool.submit(helpers_tasks.sleep_then_return, 0.2, 1)
+            future = pool.submit(helpers_tasks.sleep_then_return, 0.2, 1)
+            submitted.set()
+            assert future.result(60) == 1
         threading.Thread(target=run).start()
+        submitted.wait(60)
         print("OK")
     """,
 }

@@ -15,6 +15,7 @@ import itertools
 import math
 import os
 import sys
+import textwrap
 import threading
 import types
 from collections import OrderedDict
@@ -25,7 +26,7 @@ import pytest
 
 import helpers_tasks as ht
 import interpool
-from helpers_util import assert_back_to, counts, wait_for_path, wait_until
+from helpers_util import assert_back_to, counts, run_python, wait_for_path, wait_until
 from interpool import _core
 
 # ------------------------------------------------------------------ fixtures
@@ -211,6 +212,42 @@ def test_bound_method_partial_and_callable_object(pool):
     assert pool.submit(functools.partial(ht.add, 10, c=5), 1).result(60) == 16
     assert pool.submit(ht.Adder(100), 1).result(60) == 101
     assert pool.submit("-".join, ["a", "b"]).result(60) == "a-b"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Pool._fn_id caches the pickled form of a callable keyed by the "
+    "callable (bound methods hash by their object), so a callable object or a "
+    "bound method submitted again after its object changed runs with the state "
+    "it had at its first submit",
+)
+def test_callable_object_state_is_sent_at_each_submit(pool):
+    multiplier = ht.Multiplier(3)
+    assert pool.submit(multiplier.apply, 2).result(60) == 6
+    multiplier.factor = 10
+    adder = ht.Adder(1)
+    assert pool.submit(adder, 1).result(60) == 2
+    adder.offset = 100
+    assert (pool.submit(multiplier.apply, 2).result(60), pool.submit(adder, 1).result(60)) == (20, 101)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Pool._fn_ids keeps every submitted callable (and so the objects "
+    "it references, e.g. a bound method's self) alive for the pool's lifetime; "
+    "every distinct pickled callable (e.g. a partial per call) also adds a "
+    "permanent entry to the C registry and to each worker's cache",
+)
+def test_pool_does_not_keep_submitted_callables_alive():
+    import weakref
+
+    with interpool.Pool(1) as pool:
+        obj = ht.Multiplier(5)
+        ref = weakref.ref(obj)
+        assert pool.submit(obj.apply, 2).result(60) == 10
+        del obj
+        gc.collect()
+        assert ref() is None
 
 
 def test_same_function_many_times_and_many_functions(pool):
@@ -406,6 +443,23 @@ def test_remote_error_pickles():
     assert str(copy) == "mod.Type: msg"
 
 
+def test_exception_that_cannot_be_pickled_becomes_remote_error(pool):
+    exc = pool.submit(ht.raise_locked, "holds a lock").exception(60)
+    assert isinstance(exc, interpool.RemoteError)
+    assert exc.type_name == "helpers_tasks.LockedError"
+    assert exc.message == "holds a lock"
+    assert "raise LockedError(message)" in exc.__cause__.text
+
+
+def test_result_that_cannot_be_rebuilt_fails_that_future_only(pool):
+    exc = pool.submit(ht.return_ghost).exception(60)
+    assert isinstance(exc, ImportError)
+    assert "helpers_ghost_module" in str(exc)
+    with pytest.raises(ImportError):
+        list(pool.map(ht.return_ghost, [1, 2]))
+    assert pool.submit(ht.add, 1, 2).result(60) == 3
+
+
 def test_system_exit_fails_only_its_future(pool):
     exc = pool.submit(ht.raise_system_exit, 3).exception(60)
     assert type(exc) is SystemExit
@@ -420,7 +474,18 @@ def test_keyboard_interrupt_fails_only_its_future(pool):
     assert pool.wait_ready(0)
 
 
-def test_missing_function_in_worker(pool, tmp_path, monkeypatch):
+def test_function_whose_module_fails_to_import_in_the_worker(pool):
+    import helpers_main_only
+
+    for _ in range(2):  # a failed load is not cached: the next task retries
+        exc = pool.submit(helpers_main_only.f).exception(60)
+        assert type(exc) is RuntimeError
+        assert "refuses to load in a subinterpreter" in str(exc)
+        assert "helpers_main_only" in exc.__cause__.text
+    assert pool.submit(ht.add, 1, 2).result(60) == 3
+
+
+def test_module_not_on_the_workers_path_loads_from_its_file(pool, tmp_path, monkeypatch):
     # A function whose module is importable here but not in the worker.
     mod_dir = tmp_path / "private"
     mod_dir.mkdir()
@@ -589,6 +654,21 @@ def test_map_timeout(tmp_path):
     assert_back_to(baseline)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason="BUG: Pool.map(timeout=...) raises TimeoutError once the deadline "
+    "has passed even for results that have already arrived (it checks the "
+    "clock before draining the sink); concurrent.futures returns them",
+)
+def test_map_timeout_returns_results_that_already_arrived():
+    with interpool.Pool(1) as pool:
+        it = pool.map(ht.square, range(3), timeout=0)
+        # One worker runs tasks in order: once this is done, so is the map.
+        assert pool.submit(ht.identity, None).result(60) is None
+        assert list(it) == [0, 1, 4]
+
+
 def test_map_abandoned_iterator_does_not_leak(tmp_path):
     baseline = counts()
     with interpool.Pool(2) as pool:
@@ -744,6 +824,34 @@ def test_shutdown_cancel_futures(tmp_path):
             f.result()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: shutdown(cancel_futures=True) returns before the queued "
+    "futures are cancelled (the dispatcher thread cancels them later), so "
+    "right after it f.cancelled() is False and f.cancel() returns False; "
+    "concurrent.futures executors cancel them before returning",
+)
+def test_shutdown_cancel_futures_cancels_before_returning(tmp_path):
+    pool = interpool.Pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    running = pool.submit(ht.signal_and_wait, str(started), str(release))
+    assert wait_for_path(started)
+    queued = [pool.submit(ht.square, i) for i in range(3)]
+    interval = sys.getswitchinterval()
+    # Keep this thread on the GIL between shutdown() and the checks, so the
+    # result dispatcher cannot step in: the outcome does not depend on luck.
+    sys.setswitchinterval(30)
+    try:
+        pool.shutdown(wait=False, cancel_futures=True)
+        cancelled_now = [f.cancelled() for f in queued]
+    finally:
+        sys.setswitchinterval(interval)
+        release.touch()
+        pool.shutdown()
+    assert running.result(60) is None
+    assert cancelled_now == [True, True, True]
+
+
 def test_shutdown_no_wait_returns_and_futures_complete_later(tmp_path):
     pool = interpool.Pool(1)
     started, release = tmp_path / "started", tmp_path / "release"
@@ -861,6 +969,30 @@ def test_done_callback_after_completion(pool):
     assert not future.running()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: every future of a Pool is resolved by one dispatcher thread, "
+    "which also runs the done-callbacks; a callback that waits for another "
+    "future of the same pool blocks that thread, so the awaited future can "
+    "never resolve (deadlock; with concurrent.futures executors it works)",
+)
+def test_done_callback_may_wait_for_another_future():
+    outcome = []
+    finished = threading.Event()
+    with interpool.Pool(2) as pool:
+
+        def callback(future):
+            try:
+                outcome.append(pool.submit(ht.add, future.result(), 1).result(timeout=1))
+            except Exception as exc:  # TimeoutError when deadlocked
+                outcome.append(exc)
+            finished.set()
+
+        pool.submit(ht.add, 1, 1).add_done_callback(callback)
+        assert finished.wait(60)
+    assert outcome == [3]
+
+
 def test_done_callbacks_see_results(pool):
     event = threading.Event()
     results = []
@@ -923,7 +1055,46 @@ def test_dropped_pool_stops_its_workers():
     gc.collect()
     assert future.result(60) == 3
     del future
-    assert_back_to(baseline)
+    assert_back_to(baseline, keys=("workers", "tasks"))
+
+
+def test_shutdown_no_wait_workers_exit():
+    baseline = counts()
+    pool = interpool.Pool(2)
+    assert pool.submit(ht.add, 1, 2).result(60) == 3
+    pool.shutdown(wait=False)
+    assert_back_to(baseline, keys=("workers", "tasks"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a pool that is dropped without shutdown(), or only shut down "
+    "with wait=False, stays in _pool._live_cores until the process exits, so "
+    "its PoolCore and C pool (function registry, sys.path copy) are never freed",
+)
+@pytest.mark.parametrize("how", ["del pool", "pool.shutdown(wait=False); del pool"])
+def test_pool_released_without_shutdown_wait(tmp_path, how):
+    # In a fresh process, so that no other test's pools are counted.
+    code = textwrap.dedent(
+        f"""
+        import gc, time, helpers_tasks, interpool
+        from interpool import _core
+        pool = interpool.Pool(1)
+        assert pool.submit(helpers_tasks.add, 1, 2).result(60) == 3
+        {how}
+        deadline = time.monotonic() + 2
+        while True:
+            gc.collect()
+            counts = _core.live_counts()
+            if counts["pools"] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        print(counts)
+        """
+    )
+    proc = run_python(["-c", code], cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.strip() == "{'pools': 0, 'workers': 0, 'tasks': 0}"
 
 
 # ------------------------------------------------------------ the extension
@@ -943,19 +1114,40 @@ def test_extension_imports_in_a_stdlib_interpreter():
         interp.close()
 
 
-def test_pool_usable_from_a_stdlib_interpreter():
+def _run_in_stdlib_interpreter(code):
     interp = interpreters.create()
     try:
-        interp.exec(
-            f"import sys\n"
-            f"sys.path[:] = {sys.path!r}\n"
-            "import interpool, helpers_tasks\n"
-            "with interpool.Pool(2) as pool:\n"
-            "    assert pool.submit(helpers_tasks.add, 1, 2).result(60) == 3\n"
-            "    assert list(pool.map(helpers_tasks.square, range(5))) == [0, 1, 4, 9, 16]\n"
-        )
+        interp.exec(f"import sys\nsys.path[:] = {sys.path!r}\n" + textwrap.dedent(code))
     finally:
         interp.close()
+
+
+def test_pool_map_from_a_stdlib_interpreter():
+    _run_in_stdlib_interpreter(
+        """
+        import interpool, helpers_tasks
+        pool = interpool.Pool(2)
+        assert list(pool.map(helpers_tasks.square, range(5))) == [0, 1, 4, 9, 16]
+        pool.shutdown()
+        """
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=interpreters.ExecutionFailed,
+    reason="BUG: Pool.submit() starts its result dispatcher as a daemon thread, "
+    "which CPython forbids in subinterpreters (stdlib interpreters and "
+    "interpool's own workers): RuntimeError 'daemon threads are disabled'",
+)
+def test_pool_submit_from_a_stdlib_interpreter():
+    _run_in_stdlib_interpreter(
+        """
+        import interpool, helpers_tasks
+        with interpool.Pool(2) as pool:
+            assert pool.submit(helpers_tasks.add, 1, 2).result(60) == 3
+        """
+    )
 
 
 def test_extension_is_multi_phase():

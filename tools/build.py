@@ -33,7 +33,7 @@ def main() -> int:
     werror = [] if os.environ.get("INTERPOOL_WERROR") == "0" else ["-Werror"]
     tmp = f"{target}.{os.getpid()}.tmp"
     cmd = [
-        cc, "-shared", "-fPIC", "-pthread", "-std=c11", "-O2", "-g",
+        cc, "-shared", "-fPIC", "-pthread", "-std=c11", "-O2", "-g", "-DNDEBUG",
         "-Wall", "-Wextra", *werror, "-fvisibility=hidden",
         "-I" + sysconfig.get_path("include"), *extra, *sources, "-o", tmp,
     ]

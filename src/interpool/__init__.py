@@ -17,6 +17,9 @@ _EXPORTS = {
     "InterpreterPoolExecutor": "._executor",
     "InterpreterThreadPoolExecutor": "._hybrid",
     "interpreter": "._hybrid",
+    "Queue": "._queue",
+    "SharedBuffer": "._core",
+    "Shared": "._core",
     "BrokenPool": "._errors",
     "PoolShutdownError": "._errors",
     "RemoteError": "._errors",
@@ -29,7 +32,9 @@ if TYPE_CHECKING:
     from ._errors import BrokenPool, PoolShutdownError, RemoteError, RemoteTraceback
     from ._executor import InterpreterPoolExecutor
     from ._hybrid import InterpreterThreadPoolExecutor, interpreter
+    from ._core import Shared, SharedBuffer
     from ._pool import Pool
+    from ._queue import Queue
     from ._runner import Runner
 
 

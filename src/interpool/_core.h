@@ -16,11 +16,34 @@
 
 /* ---------------------------------------------------------------- buffers */
 
-/* A growable byte buffer in raw (process-global) memory. */
+/* A raw, refcounted object that a payload keeps alive (a shared value, an
+ * exported buffer, a SharedBuffer block, a queue).  A payload refers to
+ * its pins by index, never by address, so no byte string can forge one. */
+typedef struct ip_pin ip_pin;
+struct ip_pin {
+    atomic_long refcnt;
+    int kind;                       /* enum ip_pin_kind */
+    void (*destroy)(ip_pin *);      /* runs where the last reference goes */
+};
+enum ip_pin_kind { IP_PIN_SHARED = 1, IP_PIN_EXPORT, IP_PIN_BLOCK, IP_PIN_QUEUE };
+
+typedef struct {
+    ip_pin **items;
+    Py_ssize_t n, cap;
+} ip_pins;
+
+void ip_pin_incref(ip_pin *pin);
+void ip_pin_decref(ip_pin *pin);
+Py_ssize_t ip_pins_add(ip_pins *pins, ip_pin *pin);   /* increfs; index or -1 */
+void ip_pins_clear(ip_pins *pins);
+
+/* A growable byte buffer in raw (process-global) memory, with the pins its
+ * bytes refer to. */
 typedef struct {
     char *data;
     Py_ssize_t len;
     Py_ssize_t cap;
+    ip_pins pins;
 } ip_buf;
 
 int ip_buf_reserve(ip_buf *b, Py_ssize_t extra);   /* -1: out of memory (no exception) */
@@ -40,6 +63,13 @@ typedef struct {
     PyObject *str_done;            /* interned method names used when resolving */
     PyObject *str_set_result;
     PyObject *str_set_exception;
+    /* data plane (data.c, channel.c) */
+    PyTypeObject *SharedType;      /* _core.Shared: a value sent once per worker */
+    PyTypeObject *SharedBufferType;
+    PyTypeObject *BufferViewType;  /* exporter behind a worker's zero-copy memoryview */
+    PyTypeObject *QueueType;
+    void *shared_cache;            /* this interpreter's copies of shared values */
+    long shared_epoch_seen;
 } ip_state;
 
 /* How long a thread about to sleep first spins on an atomic (nanoseconds).
@@ -72,6 +102,20 @@ PyObject *ip_decode(ip_state *st, const char *data, Py_ssize_t len, Py_ssize_t *
 
 /* Decode a whole payload that must hold exactly one value. */
 PyObject *ip_decode_all(ip_state *st, const char *data, Py_ssize_t len);
+
+/* Encoding context of the current thread (thread-local): whether buffer
+ * objects are shared zero-copy (task arguments, queue items) or copied. */
+extern _Thread_local int ip_tls_share_buffers;
+/* Pins of the payload being decoded by the current thread, or NULL. */
+extern _Thread_local ip_pins *ip_tls_decode_pins;
+
+/* Codec hooks for the data plane (data.c).  encode: 1 if obj was written
+ * as a pinned handle, 0 if it is not one of those types, -1 on error. */
+int ip_encode_pinned(ip_state *st, ip_buf *buf, PyObject *obj);
+/* Decode the body of a 'H' value (after the tag). */
+PyObject *ip_decode_pinned(ip_state *st, const char *data, Py_ssize_t len, Py_ssize_t *pos);
+/* Decode all of buf with its pins in scope. */
+PyObject *ip_decode_buf(ip_state *st, ip_buf *buf);
 
 /* Python-visible helpers for tests: _core.encode(obj) -> bytes, _core.decode(bytes). */
 PyObject *ip_codec_py_encode(PyObject *module, PyObject *obj);
@@ -136,6 +180,18 @@ void ip_sink_push(ip_sink *s, ip_task *t);
 /* --------------------------------------------------------- types (init) */
 
 int ip_pool_module_init(PyObject *module, ip_state *st);
+int ip_data_module_init(PyObject *module, ip_state *st);
+int ip_channel_module_init(PyObject *module, ip_state *st);
+void ip_data_state_free(ip_state *st);     /* drop this interpreter's cached copies */
+int ip_data_traverse(ip_state *st, visitproc visit, void *arg);
+/* Worker side: drop cached copies of released shared values, if any. */
+void ip_shared_purge(ip_state *st);
+/* Owner side: release exported buffers whose last view went elsewhere. */
+void ip_release_deferred(void);
+/* Process-wide counts of live data-plane objects, added to `counts`. */
+int ip_data_counts(PyObject *counts);
+/* Bumped whenever a shared value is released (workers then purge). */
+extern atomic_long ip_shared_epoch;
 int ip_sink_module_init(PyObject *module, ip_state *st);
 
 #endif

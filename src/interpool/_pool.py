@@ -195,6 +195,18 @@ class Pool(AsyncPoolMethods):
             raise BrokenPool(broken)
         return ready
 
+    def share(self, value: object) -> _core.Shared:
+        """Send `value` to each worker at most once; return a handle.
+
+        Pass the handle as a task argument (at top level or inside
+        containers): the worker receives its own cached copy of the value.
+        ``handle.release()`` (or dropping the last reference to the handle)
+        frees it in every worker; passing a released handle raises
+        ValueError.  Any codec value can be shared.
+        """
+        self._check_open()
+        return _core.Shared(value, self._core.wake)
+
     # ------------------------------------------------------------ internals
 
     def _fn_id(self, fn: Callable[..., object]) -> int:

@@ -131,3 +131,12 @@ def shutdown_error(_=None) -> BaseException:
     from ._errors import PoolShutdownError
 
     return PoolShutdownError("the pool was shut down before this task started")
+
+
+def __getattr__(name: str):
+    # The Queue class workers wrap queues in (imported on first use).
+    if name == "queue_type":
+        from ._queue import Queue
+
+        return Queue
+    raise AttributeError(name)

@@ -24,7 +24,9 @@
  *   'S' set           varint n, n values
  *   'Z' frozenset     varint n, n values
  *   'P' pickle        varint n, n bytes of pickle.dumps(value, protocol=5)
- *   'H', 'M'          reserved (see below)
+ *   'H' pinned        a data-plane object (data.c): kind byte, varint index
+ *                     into the payload's pins (never an address)
+ *   'M'               reserved (see below)
  *
  * Everything whose type is not exactly one of the above (subclasses
  * included, so their type survives) goes through pickle.
@@ -116,6 +118,7 @@ ip_buf_free(ip_buf *b)
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
+    ip_pins_clear(&b->pins);
 }
 
 /* Make room for n more bytes; MemoryError on failure.  The fast path (room
@@ -174,7 +177,7 @@ put_head(ip_buf *b, int tag, uint64_t v)
 static inline int
 put_blob(ip_buf *b, int tag, uint64_t count, const void *data, Py_ssize_t n)
 {
-    if (buf_need(b, HEAD_MAX) < 0 || buf_need(b, HEAD_MAX + n) < 0) {
+    if (buf_need(b, HEAD_MAX + n) < 0) {
         return -1;
     }
     unsigned char *p = buf_cursor(b);
@@ -223,7 +226,7 @@ encode_bigint(ip_buf *b, PyObject *obj)
     if (n < 0) {
         return -1;
     }
-    if (buf_need(b, HEAD_MAX) < 0 || buf_need(b, HEAD_MAX + n) < 0) {
+    if (buf_need(b, HEAD_MAX + n) < 0) {
         return -1;
     }
     unsigned char *p = buf_cursor(b);
@@ -532,7 +535,7 @@ encode_value(ip_state *st, ip_buf *b, PyObject *obj, int depth)
         Py_ssize_t n = PyBytes_GET_SIZE(obj);
         return put_blob(b, T_BYTES, (uint64_t)n, PyBytes_AS_STRING(obj), n);
     }
-    if (tp == &PyByteArray_Type) {
+    if (tp == &PyByteArray_Type && !ip_tls_share_buffers) {
         Py_ssize_t n = PyByteArray_GET_SIZE(obj);
         return put_blob(b, T_BYTEARRAY, (uint64_t)n,
                         PyByteArray_AS_STRING(obj), n);
@@ -545,6 +548,10 @@ encode_value(ip_state *st, ip_buf *b, PyObject *obj, int depth)
     }
     if (tp == &PyComplex_Type) {
         return encode_complex(b, obj);
+    }
+    int pinned = ip_encode_pinned(st, b, obj);   /* data.c: handles, buffers */
+    if (pinned != 0) {
+        return pinned < 0 ? -1 : 0;
     }
     return encode_pickled(st, b, obj);
 }
@@ -1016,7 +1023,17 @@ decode_value(reader *r, int depth)
         return decode_set(r, tag, depth);
     case T_PICKLE:
         return decode_pickled(r);
-    case T_SHARED_HANDLE:
+    case T_SHARED_HANDLE: {
+        /* data.c decodes the body: a pin kind and an index into the pins of
+         * the payload being decoded. */
+        Py_ssize_t pos = offset(r);
+        PyObject *v = ip_decode_pinned(r->st, (const char *)r->base,
+                                       (Py_ssize_t)(r->end - r->base), &pos);
+        if (v != NULL) {
+            r->p = r->base + pos;
+        }
+        return v;
+    }
     case T_ZEROCOPY_BUFFER:
         PyErr_Format(r->st->codec_error,
                      "payload holds a %s (tag '%c') at offset %zd, which "
@@ -1078,7 +1095,7 @@ PyObject *
 ip_codec_py_encode(PyObject *module, PyObject *obj)
 {
     ip_state *st = ip_get_state(module);
-    ip_buf b = {NULL, 0, 0};
+    ip_buf b = {0};
     PyObject *res = NULL;
     if (ip_encode(st, &b, obj) == 0) {
         res = PyBytes_FromStringAndSize(b.data, b.len);

@@ -123,6 +123,12 @@ ip_exec(PyObject *module)
     if (ip_pool_module_init(module, st) < 0) {
         return -1;
     }
+    if (ip_data_module_init(module, st) < 0) {
+        return -1;
+    }
+    if (ip_channel_module_init(module, st) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -140,7 +146,11 @@ ip_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->str_done);
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->str_set_exception);
-    return 0;
+    Py_VISIT(st->SharedType);
+    Py_VISIT(st->SharedBufferType);
+    Py_VISIT(st->BufferViewType);
+    Py_VISIT(st->QueueType);
+    return ip_data_traverse(st, visit, arg);
 }
 
 static int
@@ -157,6 +167,11 @@ ip_clear(PyObject *module)
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
+    ip_data_state_free(st);
+    Py_CLEAR(st->SharedType);
+    Py_CLEAR(st->SharedBufferType);
+    Py_CLEAR(st->BufferViewType);
+    Py_CLEAR(st->QueueType);
     return 0;
 }
 

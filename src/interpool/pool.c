@@ -21,6 +21,7 @@ typedef struct {
     ip_task *head, *tail;
     Py_ssize_t nqueued;
     int sleepers;
+    unsigned wake_seq;          /* bumped by wake(): idle workers do upkeep */
     int stopping;               /* no new tasks; workers exit when queue empties */
     int broken;
     ip_buf broken_msg;          /* UTF-8 */
@@ -294,11 +295,14 @@ decode_call(ip_state *st, ip_task *t, PyObject **args, PyObject **kwargs)
 {
     Py_ssize_t pos = 0;
     *kwargs = NULL;
+    ip_pins *saved = ip_tls_decode_pins;
+    ip_tls_decode_pins = &t->payload.pins;
     *args = ip_decode(st, t->payload.data, t->payload.len, &pos);
+    PyObject *kw = *args ? ip_decode(st, t->payload.data, t->payload.len, &pos) : NULL;
+    ip_tls_decode_pins = saved;
     if (*args == NULL) {
         return -1;
     }
-    PyObject *kw = ip_decode(st, t->payload.data, t->payload.len, &pos);
     if (kw == NULL) {
         Py_CLEAR(*args);
         return -1;
@@ -397,27 +401,30 @@ run_task(ip_pool *p, ip_state *st, PyObject *cache, ip_task *t)
     atomic_store_explicit(&t->state, IP_DONE, memory_order_release);
 }
 
-/* Next task, or NULL when the pool stops and the queue is empty.  Sleeps
- * with this interpreter's GIL released. */
+/* Next task; NULL when the pool stops with an empty queue (*stop set) or
+ * when wake() asks idle workers for upkeep.  Sleeps with this
+ * interpreter's GIL released. */
 static ip_task *
-take_task(ip_pool *p)
+take_task(ip_pool *p, unsigned *wake_seen, int *stop)
 {
     ip_task *t;
     pthread_mutex_lock(&p->mu);
     t = queue_pop_locked(p);
-    int stop = p->stopping;
+    *stop = p->stopping;
     pthread_mutex_unlock(&p->mu);
-    if (t != NULL || stop) {
+    if (t != NULL || *stop) {
         return t;
     }
     Py_BEGIN_ALLOW_THREADS
     (void)ip_spin_while_zero(&p->has_work);
     pthread_mutex_lock(&p->mu);
-    while ((t = queue_pop_locked(p)) == NULL && !p->stopping) {
+    while ((t = queue_pop_locked(p)) == NULL && !p->stopping && p->wake_seq == *wake_seen) {
         p->sleepers++;
         pthread_cond_wait(&p->work, &p->mu);
         p->sleepers--;
     }
+    *stop = t == NULL && p->stopping;
+    *wake_seen = p->wake_seq;
     pthread_mutex_unlock(&p->mu);
     Py_END_ALLOW_THREADS
     return t;
@@ -462,6 +469,9 @@ worker_body(ip_pool *p)
         ip_task init = {0};
         init.kind = IP_CALL;
         (void)ip_buf_append(&init.payload, p->init_payload.data, p->init_payload.len);
+        for (Py_ssize_t i = 0; i < p->init_payload.pins.n; i++) {
+            (void)ip_pins_add(&init.payload.pins, p->init_payload.pins.items[i]);
+        }
         PyObject *fn = worker_callable(p, st, cache, p->init_fn);
         PyObject *r = fn ? call_task(st, fn, &init) : NULL;
         ip_buf_free(&init.payload);
@@ -476,8 +486,17 @@ worker_body(ip_pool *p)
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->mu);
 
-    ip_task *t;
-    while ((t = take_task(p)) != NULL) {
+    unsigned wake_seen = 0;
+    for (;;) {
+        int stop;
+        ip_shared_purge(st);   /* drop copies of released shared values */
+        ip_task *t = take_task(p, &wake_seen, &stop);
+        if (t == NULL) {
+            if (stop) {
+                break;
+            }
+            continue;
+        }
         run_task(p, st, cache, t);
         ip_sink_push(t->sink, t);   /* gives the pipeline reference away */
     }
@@ -774,7 +793,7 @@ poolcore_set_initializer(PyObject *op, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "the pool has already started");
         return NULL;
     }
-    p->init_payload.len = 0;
+    ip_buf_free(&p->init_payload);
     if (encode_call(st, &p->init_payload, initargs, NULL) < 0) {
         return NULL;
     }
@@ -855,7 +874,11 @@ make_task(ip_state *st, ip_sink *sink, uint32_t fn_id, int kind,
     }
     t->fn_id = fn_id;
     t->kind = kind;
-    if (encode_call(st, &t->payload, args, kwargs) < 0) {
+    int saved = ip_tls_share_buffers;
+    ip_tls_share_buffers = 1;   /* buffers in arguments travel zero-copy */
+    int rc = encode_call(st, &t->payload, args, kwargs);
+    ip_tls_share_buffers = saved;
+    if (rc < 0) {
         ip_task_decref(t);
         return NULL;
     }
@@ -929,6 +952,7 @@ poolcore_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     if (p->stopping || p->broken) {
         return refuse(st, p);
     }
+    ip_release_deferred();
     TaskHandleObject *h = PyObject_New(TaskHandleObject, st->TaskType);
     if (h == NULL) {
         return NULL;
@@ -1033,6 +1057,21 @@ poolcore_submit_many(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 error:
     discard_tasks(NULL, head);
     return NULL;
+}
+
+PyDoc_STRVAR(wake_doc,
+"wake($self, /)\n--\n\n"
+"Wake idle workers for upkeep (e.g. dropping released shared values).");
+
+static PyObject *
+poolcore_wake(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    ip_pool *p = get_pool(op);
+    pthread_mutex_lock(&p->mu);
+    p->wake_seq++;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->mu);
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(cancel_queued_doc,
@@ -1233,6 +1272,7 @@ static PyMethodDef poolcore_methods[] = {
     {"submit_many", (PyCFunction)(void (*)(void))poolcore_submit_many, METH_FASTCALL,
      submit_many_doc},
     {"cancel_queued", poolcore_cancel_queued, METH_O, cancel_queued_doc},
+    {"wake", poolcore_wake, METH_NOARGS, wake_doc},
     {"stop", (PyCFunction)(void (*)(void))poolcore_stop, METH_FASTCALL, stop_doc},
     {"join", (PyCFunction)(void (*)(void))poolcore_join, METH_FASTCALL, join_doc},
     {"wait_ready", (PyCFunction)(void (*)(void))poolcore_wait_ready, METH_FASTCALL,
@@ -1275,9 +1315,14 @@ PyDoc_STRVAR(live_counts_doc,
 static PyObject *
 live_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{slslsl}", "pools", atomic_load(&live_pools),
-                         "workers", atomic_load(&live_workers),
-                         "tasks", atomic_load(&ip_live_tasks));
+    ip_release_deferred();
+    PyObject *d = Py_BuildValue("{slslsl}", "pools", atomic_load(&live_pools),
+                                "workers", atomic_load(&live_workers),
+                                "tasks", atomic_load(&ip_live_tasks));
+    if (d != NULL && ip_data_counts(d) < 0) {
+        Py_CLEAR(d);
+    }
+    return d;
 }
 
 static PyMethodDef pool_functions[] = {

@@ -309,9 +309,9 @@ task_value(ip_state *st, ip_task *t, int *is_error)
     *is_error = t->status != IP_OK;
     switch (t->status) {
     case IP_OK:
-        return ip_decode_all(st, t->result.data, t->result.len);
+        return ip_decode_buf(st, &t->result);
     case IP_ERROR:
-        v = ip_decode_all(st, t->result.data, t->result.len);
+        v = ip_decode_buf(st, &t->result);
         fn = v ? ip_support_attr(st, "unpack_exception") : NULL;
         break;
     case IP_BROKEN:
@@ -385,6 +385,7 @@ completions_resolve(PyObject *op, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     Py_ssize_t n = 0;
+    ip_release_deferred();
     ip_task *t = sink_take_all(self->sink);
     while (t != NULL) {
         ip_task *next = t->done_next;
@@ -417,6 +418,7 @@ completions_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
     }
     PyObject *out = PyList_New(0);
     Py_ssize_t n = 0;
+    ip_release_deferred();
     ip_task *t = sink_take_all(self->sink);
     while (t != NULL) {
         ip_task *next = t->done_next;

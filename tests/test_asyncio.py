@@ -1,0 +1,780 @@
+"""interpool's asyncio API: Pool.run/wrap/amap/as_completed/ashutdown,
+``async with``, cancellation, several loops, uvloop, and Runner.
+
+Behaviour only, never timings: where a test needs a task to be running (or
+still queued) it coordinates with the task through files in tmp_path.  No
+pytest-asyncio: each test drives its coroutine with asyncio.run (through
+``run_with``, which also picks asyncio's or uvloop's event loop).
+"""
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import os
+import threading
+
+import pytest
+
+import helpers_async_tasks as ha
+import interpool
+from helpers_async_util import LOOP_KINDS, await_path, loop_factory, run_with, settle
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def pool():
+    """A shared 2-worker pool for tests that never block its workers."""
+    p = interpool.Pool(2, name="asyncio-test-pool")
+    assert p.wait_ready(60)
+    yield p
+    p.shutdown()
+
+
+@pytest.fixture(params=LOOP_KINDS)
+def kind(request):
+    loop_factory(request.param)  # skips when uvloop does not import
+    return request.param
+
+
+def boom_line():
+    """The line number of the `raise` in helpers_async_tasks.boom."""
+    lines, first = inspect.getsourcelines(ha.boom)
+    for offset, line in enumerate(lines):
+        if "BOOM-LINE" in line:
+            return first + offset
+    raise AssertionError("marker line not found")
+
+
+# ------------------------------------------------------------------ run
+
+
+def test_run_returns_results(pool, kind):
+    async def main():
+        assert await pool.run(ha.ident, 41) == 41
+        assert await pool.run(ha.add, 1, 2, c=3) == 6
+        assert await pool.run(ha.add, a=1, b=2) == 3
+        assert await pool.run(ha.ident, {"k": [1, (2, 3)]}) == {"k": [1, (2, 3)]}
+        assert await pool.run(ha.ident, None) is None
+        # builtins and classes travel by reference too
+        assert await pool.run(sorted, [3, 1, 2]) == [1, 2, 3]
+        # a run is queued at once, like loop.run_in_executor
+        fut = pool.run(ha.square, 9)
+        assert isinstance(fut, asyncio.Future)
+        assert await fut == 81
+
+    run_with(kind, main)
+
+
+def test_run_runs_in_a_worker_interpreter(pool, kind):
+    async def main():
+        ids = await asyncio.gather(*[pool.run(ha.interp_id) for _ in range(20)])
+        assert 0 not in ids
+        return ids
+
+    run_with(kind, main)
+
+
+def test_run_exception_keeps_type_message_and_remote_traceback(pool, kind):
+    async def main():
+        with pytest.raises(ha.AsyncTaskError, match="^kaput$") as info:
+            await pool.run(ha.boom, "kaput")
+        cause = info.value.__cause__
+        assert isinstance(cause, interpool.RemoteTraceback)
+        assert "in boom" in cause.text
+        assert f"line {boom_line()}, in boom" in cause.text
+        assert "kaput" in cause.text
+        # the builtin exception types too
+        with pytest.raises(ZeroDivisionError):
+            await pool.run(divmod, 1, 0)
+
+    run_with(kind, main)
+
+
+@pytest.mark.parametrize(
+    "fn, type_name",
+    [
+        # pickles in the worker, but cannot be rebuilt in the caller
+        (ha.raise_needs_two_args, "helpers_async_tasks.NeedsTwoArgs"),
+        # cannot even be pickled in the worker
+        (ha.raise_holds_lock, "helpers_async_tasks.HoldsLock"),
+    ],
+)
+def test_run_unpicklable_exception_becomes_remote_error(pool, fn, type_name):
+    async def main():
+        args = (7, "detail") if fn is ha.raise_needs_two_args else ("locked up",)
+        with pytest.raises(interpool.RemoteError) as info:
+            await pool.run(fn, *args)
+        err = info.value
+        assert err.type_name == type_name
+        expected = "code 7: detail" if fn is ha.raise_needs_two_args else "locked up"
+        assert err.message == expected
+        assert str(err) == f"{type_name}: {expected}"
+        assert isinstance(err.__cause__, interpool.RemoteTraceback)
+        assert fn.__name__ in err.__cause__.text
+
+    run_with("asyncio", main)
+
+
+def test_run_refuses_unsendable_callables_at_the_call(pool):
+    async def main():
+        with pytest.raises(TypeError, match="lambda"):
+            pool.run(lambda: 1)
+
+        def nested():
+            return 1
+
+        with pytest.raises(TypeError, match="nested"):
+            pool.run(nested)
+        assert await pool.run(ha.ident, "still fine") == "still fine"
+
+    run_with("asyncio", main)
+
+
+def test_run_needs_a_running_loop(pool):
+    with pytest.raises(RuntimeError):
+        pool.run(ha.ident, 1)
+
+
+def test_gather_many(pool, kind):
+    async def main():
+        return await asyncio.gather(*[pool.run(ha.square, i) for i in range(500)])
+
+    assert run_with(kind, main) == [i * i for i in range(500)]
+
+
+def test_fifty_thousand_concurrent_awaits(pool, kind):
+    n = 50_000
+
+    async def main():
+        futures = [pool.run(ha.ident, i) for i in range(n)]
+        results = await asyncio.gather(*futures)
+        assert all(f.done() and not f.cancelled() for f in futures)
+        return results
+
+    results = run_with(kind, main)
+    assert len(results) == n
+    assert results == list(range(n))
+
+
+# ------------------------------------------------------------------ wrap
+
+
+def test_wrap_returns_an_async_function(pool, kind):
+    wrapped = pool.wrap(ha.square)
+    assert inspect.iscoroutinefunction(wrapped)
+    assert wrapped.__name__ == "square"
+    assert wrapped.__qualname__ == "square"
+    assert wrapped.__wrapped__ is ha.square
+    kw = pool.wrap(ha.add)
+
+    async def main():
+        assert await wrapped(12) == 144
+        assert await kw(1, b=2, c=3) == 6
+        return await asyncio.gather(*[wrapped(i) for i in range(10)])
+
+    assert run_with(kind, main) == [i * i for i in range(10)]
+
+
+def test_wrap_refuses_lambda_immediately(pool):
+    # no event loop needed: the check happens in wrap(), not at the first await
+    with pytest.raises(TypeError, match="lambda"):
+        pool.wrap(lambda x: x)
+
+    def nested(x):
+        return x
+
+    with pytest.raises(TypeError):
+        pool.wrap(nested)
+
+
+# ------------------------------------------------------------------ async with
+
+
+def test_async_with_pool(kind):
+    async def main():
+        async with interpool.Pool(2) as pool:
+            assert isinstance(pool, interpool.Pool)
+            assert await pool.run(ha.add, 2, 3) == 5
+        with pytest.raises(RuntimeError):
+            pool.run(ha.ident, 1)
+        assert "shut down" in repr(pool)
+
+    run_with(kind, main)
+
+
+def test_async_with_exit_does_not_block_the_loop(tmp_path, kind):
+    """__aexit__ waits for a running task, and the loop keeps running other
+    tasks meanwhile: here another task is what releases the running one."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    events = []
+
+    async def releaser(exiting, fut):
+        await exiting.wait()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        events.append(("releasing", fut.done()))
+        ha.touch(release)
+
+    async def main():
+        exiting = asyncio.Event()
+        async with interpool.Pool(2) as pool:
+            fut = pool.run(ha.block, started, release, "finished")
+            await await_path(started)
+            helper = asyncio.create_task(releaser(exiting, fut))
+            exiting.set()
+            # leaving the block: __aexit__ waits for the running task
+        events.append("exited")
+        await helper
+        # the task was still running when the other task released it
+        assert events == [("releasing", False), "exited"]
+        assert await fut == "finished"
+
+    run_with(kind, main)
+
+
+def test_ashutdown_cancel_futures(tmp_path):
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+
+    async def main():
+        pool = interpool.Pool(1)
+        running = pool.run(ha.block, started, release, "ran")
+        await await_path(started)
+        queued = [pool.run(ha.touch, str(tmp_path / f"q{i}"), i) for i in range(3)]
+        shutdown = asyncio.create_task(pool.ashutdown(cancel_futures=True))
+        # the queued ones fail as soon as they are dropped, before the join
+        results = await asyncio.gather(*queued, return_exceptions=True)
+        assert not shutdown.done()
+        ha.touch(release)
+        await shutdown
+        assert await running == "ran"
+        return results
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, interpool.PoolShutdownError) for r in results), results
+    assert not any((tmp_path / f"q{i}").exists() for i in range(3))
+
+
+# ------------------------------------------------------------------ amap
+
+
+def test_amap_ordered_sync_iterable(pool, kind):
+    async def main():
+        return [r async for r in pool.amap(ha.square, range(100))]
+
+    assert run_with(kind, main) == [i * i for i in range(100)]
+
+
+def test_amap_ordered_async_generator(pool, kind):
+    async def source():
+        for i in range(60):
+            await asyncio.sleep(0)
+            yield i
+
+    async def main():
+        return [r async for r in pool.amap(ha.square, source(), window=5)]
+
+    assert run_with(kind, main) == [i * i for i in range(60)]
+
+
+def test_amap_empty_iterables(pool):
+    async def empty():
+        return
+        yield
+
+    async def main():
+        assert [r async for r in pool.amap(ha.square, [])] == []
+        assert [r async for r in pool.amap(ha.square, empty())] == []
+
+    asyncio.run(main())
+
+
+def test_amap_unordered_yields_every_result(pool, kind):
+    async def source():
+        for i in range(50, 100):
+            yield i
+
+    async def main():
+        a = [r async for r in pool.amap(ha.square, range(50), ordered=False)]
+        b = [r async for r in pool.amap(ha.square, source(), ordered=False, window=4)]
+        return a, b
+
+    a, b = run_with(kind, main)
+    assert len(a) == 50 and set(a) == {i * i for i in range(50)}
+    assert len(b) == 50 and set(b) == {i * i for i in range(50, 100)}
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("source_kind", ["sync", "async"])
+def test_amap_backpressure(pool, ordered, source_kind):
+    window, n = 3, 40
+    pulled = []
+
+    def sync_source():
+        for i in range(n):
+            pulled.append(i)
+            yield i
+
+    async def async_source():
+        for i in range(n):
+            pulled.append(i)
+            await asyncio.sleep(0)
+            yield i
+
+    async def main():
+        source = sync_source() if source_kind == "sync" else async_source()
+        consumed = []
+        async for r in pool.amap(ha.square, source, ordered=ordered, window=window):
+            consumed.append(r)
+            assert len(pulled) <= len(consumed) + window, (len(pulled), len(consumed))
+            await asyncio.sleep(0)  # give the pool time to run ahead, if it would
+        return consumed
+
+    consumed = asyncio.run(main())
+    assert len(consumed) == n and len(pulled) == n
+    if ordered:
+        assert consumed == [i * i for i in range(n)]
+    else:
+        assert sorted(consumed) == [i * i for i in range(n)]
+
+
+def test_amap_exception_raised_at_its_item(pool, kind):
+    async def main():
+        got = []
+        with pytest.raises(ha.AsyncTaskError, match="bad item 5") as info:
+            async for r in pool.amap(functools.partial(ha.fail_on, bad=5), range(10)):
+                got.append(r)
+        assert isinstance(info.value.__cause__, interpool.RemoteTraceback)
+        return got
+
+    assert run_with(kind, main) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("how", ["break", "aclosing"])
+def test_amap_early_exit_cancels_queued_tasks(tmp_path, kind, how):
+    """Item 0 returns at once, items 1.. wait for `release`: once the first
+    result is in and items 1 and 2 have started, the two workers hold them
+    and everything else is still queued.  Leaving the loop must drop the
+    queued ones: they never run, even once the workers are released and the
+    pool drains its queue."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    release = str(tmp_path / "release")
+    fn = functools.partial(ha.mark, str(marks), release=release)
+
+    async def both_started():
+        await await_path(str(marks / "started-1"))
+        await await_path(str(marks / "started-2"))
+
+    async def main():
+        pool = interpool.Pool(2)
+        got = []
+        if how == "break":
+            async for r in pool.amap(fn, range(12), window=12):
+                got.append(r)
+                await both_started()
+                break
+            await settle()  # the abandoned generator's aclose() runs
+        else:
+            async with contextlib.aclosing(pool.amap(fn, range(12), window=12)) as results:
+                async for r in results:
+                    got.append(r)
+                    await both_started()
+                    break
+        ha.touch(release)
+        await pool.ashutdown()  # without cancel_futures: runs whatever is still queued
+        return got
+
+    assert run_with(kind, main) == [0]
+    ran = sorted(name for name in os.listdir(marks) if name.startswith("ran-"))
+    assert len(ran) < 12
+    assert ran == ["ran-0", "ran-1", "ran-2"]
+
+
+@pytest.mark.parametrize(
+    "window, exc_type", [(0, ValueError), (-1, ValueError), ("x", TypeError), (1.5, TypeError)]
+)
+def test_amap_window_validation(pool, window, exc_type):
+    async def main():
+        with pytest.raises(exc_type, match="window"):
+            async for _ in pool.amap(ha.square, range(3), window=window):
+                pass
+        # window=1 is the smallest valid one
+        return [r async for r in pool.amap(ha.square, range(3), window=1)]
+
+    assert asyncio.run(main()) == [0, 1, 4]
+
+
+def test_amap_refuses_lambda(pool):
+    async def main():
+        with pytest.raises(TypeError, match="lambda"):
+            async for _ in pool.amap(lambda x: x, range(3)):
+                pass
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ as_completed
+
+
+def test_as_completed_mixes_futures_and_calls(pool, kind):
+    async def main():
+        futures = [pool.run(ha.square, i) for i in range(5)]
+        coro = pool.wrap(ha.square)(7)
+        items = [*futures, (ha.square, 10), (ha.add, 1, 2), coro]
+        seen, results = [], []
+        async for fut in pool.as_completed(items):
+            assert fut.done()
+            seen.append(fut)
+            results.append(fut.result())
+        return futures, seen, results
+
+    futures, seen, results = run_with(kind, main)
+    assert len(seen) == 8
+    assert len({id(f) for f in seen}) == 8  # each one exactly once
+    assert all(any(f is s for s in seen) for f in futures)
+    assert sorted(results) == sorted([0, 1, 4, 9, 16, 100, 3, 49])
+
+
+def test_as_completed_yields_failures_too(pool):
+    async def main():
+        items = [(ha.ident, 1), (ha.boom, "nope")]
+        outcomes = []
+        async for fut in pool.as_completed(items):
+            try:
+                outcomes.append(await fut)
+            except ha.AsyncTaskError as exc:
+                outcomes.append(str(exc))
+        return sorted(map(str, outcomes))
+
+    assert asyncio.run(main()) == ["1", "nope"]
+
+
+@pytest.mark.parametrize("bad", [(), (1, 2), ("not callable",)])
+def test_as_completed_bad_tuple(pool, bad):
+    async def main():
+        with pytest.raises(TypeError):
+            async for _ in pool.as_completed([bad]):
+                pass
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ cancellation
+
+
+@pytest.mark.parametrize("how", ["future.cancel", "task.cancel", "timeout", "wait_for"])
+def test_cancelled_queued_task_never_runs(tmp_path, kind, how):
+    release = str(tmp_path / "release")
+    marker = tmp_path / "marker"
+
+    async def main():
+        pool = interpool.Pool(2)
+        started = [str(tmp_path / f"started{i}") for i in range(2)]
+        blockers = [pool.run(ha.block, s, release, i) for i, s in enumerate(started)]
+        for s in started:
+            await await_path(s)
+        fut = pool.run(ha.touch, str(marker), "ran")  # queued behind busy workers
+        if how == "future.cancel":
+            assert fut.cancel()
+        elif how == "task.cancel":
+
+            async def awaiter():
+                return await fut
+
+            task = asyncio.create_task(awaiter())
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        elif how == "timeout":
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await fut
+        else:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(fut, 0.05)
+        assert fut.cancelled()
+        ha.touch(release)
+        assert await asyncio.gather(*blockers) == [0, 1]
+        assert await pool.run(ha.ident, "after") == "after"
+        await pool.ashutdown()  # runs anything still queued
+
+    run_with(kind, main)
+    assert not marker.exists()
+
+
+def test_cancel_await_while_task_runs(tmp_path, kind):
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    done = str(tmp_path / "done")
+
+    async def main():
+        pool = interpool.Pool(1)
+        fut = pool.run(ha.block, started, release, "discarded", done)
+
+        async def awaiter():
+            return await fut
+
+        task = asyncio.create_task(awaiter())
+        await await_path(started)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert fut.cancelled()
+        ha.touch(release)
+        await await_path(done)  # the task finished in its worker anyway
+        # the discarded result does not confuse the next run
+        assert await pool.run(ha.ident, "next") == "next"
+        assert await asyncio.gather(*[pool.run(ha.square, i) for i in range(20)]) == [
+            i * i for i in range(20)
+        ]
+        await pool.ashutdown()
+
+    run_with(kind, main)
+
+
+def test_timeout_around_running_task(tmp_path, kind):
+    async def main():
+        pool = interpool.Pool(1)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await pool.run(ha.sleep_return, 0.5, "late")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.run(ha.sleep_return, 0.5, "late"), 0.05)
+        assert await pool.run(ha.ident, "ok") == "ok"
+        await pool.ashutdown()
+
+    run_with(kind, main)
+
+
+def test_asyncio_run_cancels_a_pending_await(tmp_path):
+    """asyncio.run returning while a task still awaits pool.run: the task is
+    cancelled at teardown; nothing hangs, nothing warns."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    pool = interpool.Pool(1)
+    holder = {}
+
+    async def background():
+        return await pool.run(ha.block, started, release, "x")
+
+    async def main():
+        holder["task"] = asyncio.create_task(background())
+        await await_path(started)
+
+    asyncio.run(main())
+    assert holder["task"].cancelled()
+    ha.touch(release)
+
+    async def again():
+        return await pool.run(ha.ident, "again")
+
+    assert asyncio.run(again()) == "again"
+    pool.shutdown()
+
+
+# ------------------------------------------------------------------ shutdown
+
+
+def test_shutdown_with_pending_awaits(tmp_path, kind):
+    release = str(tmp_path / "release")
+
+    async def main():
+        pool = interpool.Pool(2)
+        started = [str(tmp_path / f"started{i}") for i in range(2)]
+        running = [pool.run(ha.block, s, release, f"r{i}") for i, s in enumerate(started)]
+        for s in started:
+            await await_path(s)
+        queued = [pool.run(ha.touch, str(tmp_path / f"q{i}"), i) for i in range(6)]
+        pool.shutdown(wait=False, cancel_futures=True)
+        with pytest.raises(RuntimeError, match="shutdown"):
+            pool.run(ha.ident, 1)
+        with pytest.raises(RuntimeError):
+            await pool.wrap(ha.ident)(1)
+        queued_results = await asyncio.gather(*queued, return_exceptions=True)
+        ha.touch(release)
+        running_results = await asyncio.gather(*running, return_exceptions=True)
+        await pool.ashutdown()
+        return queued_results, running_results
+
+    queued_results, running_results = run_with(kind, main)
+    assert running_results == ["r0", "r1"]
+    for r in queued_results:
+        assert isinstance(r, interpool.PoolShutdownError)
+        assert isinstance(r, RuntimeError)
+    assert not any((tmp_path / f"q{i}").exists() for i in range(6))
+
+
+def test_shutdown_without_cancel_finishes_pending_awaits(tmp_path):
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+
+    async def main():
+        pool = interpool.Pool(1)
+        running = pool.run(ha.block, started, release, "first")
+        await await_path(started)
+        queued = [pool.run(ha.square, i) for i in range(5)]
+        pool.shutdown(wait=False)
+        ha.touch(release)
+        return await running, await asyncio.gather(*queued)
+
+    assert asyncio.run(main()) == ("first", [0, 1, 4, 9, 16])
+
+
+# ------------------------------------------------------------------ loops
+
+
+def test_two_loops_in_two_threads_share_a_pool(pool):
+    results, errors = {}, []
+
+    def thread_main(offset):
+        async def main():
+            wrapped = pool.wrap(ha.add)
+            runs = [pool.run(ha.add, i, offset) for i in range(300)]
+            wraps = [wrapped(i, b=offset) for i in range(300, 400)]
+            amapped = [r async for r in pool.amap(ha.square, range(offset, offset + 50))]
+            return await asyncio.gather(*runs, *wraps), amapped
+
+        try:
+            results[offset] = asyncio.run(main())
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_main, args=(off,)) for off in (1000, 2000)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+    for offset in (1000, 2000):
+        gathered, amapped = results[offset]
+        assert gathered == [i + offset for i in range(400)]
+        assert amapped == [i * i for i in range(offset, offset + 50)]
+
+
+def test_consecutive_asyncio_runs_share_a_pool(pool, kind):
+    async def main(i):
+        return await asyncio.gather(*[pool.run(ha.add, i, j) for j in range(50)])
+
+    for i in range(5):
+        assert run_with(kind, main, i) == [i + j for j in range(50)]
+
+
+@pytest.mark.parametrize("cancel_first", [False, True])
+def test_loop_closed_with_work_in_flight(kind, cancel_first):
+    pool = interpool.Pool(1)
+    factory = loop_factory(kind) or asyncio.new_event_loop
+    loop = factory()
+
+    async def start():
+        fut = pool.run(ha.sleep_return, 0.3, "old")
+        await asyncio.sleep(0)
+        return fut
+
+    try:
+        old = loop.run_until_complete(start())
+        assert not old.done()
+        if cancel_first:
+            old.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+    finally:
+        loop.close()
+
+    async def main():
+        return await pool.run(ha.ident, "new")
+
+    assert run_with(kind, main) == "new"
+    # the old future is not left pending forever
+    assert old.done()
+    if not old.cancelled():
+        assert isinstance(old.exception(), interpool.PoolShutdownError)
+    pool.shutdown()
+
+
+def test_loop_closed_before_shutdown_wait(kind):
+    """shutdown(wait=True) also releases a closed loop's futures."""
+    pool = interpool.Pool(1)
+    factory = loop_factory(kind) or asyncio.new_event_loop
+    loop = factory()
+
+    async def start():
+        return pool.run(ha.sleep_return, 0.2, "old")
+
+    try:
+        old = loop.run_until_complete(start())
+    finally:
+        loop.close()
+    pool.shutdown(wait=True)
+    assert old.done()
+    assert isinstance(old.exception(), interpool.PoolShutdownError)
+
+
+# ------------------------------------------------------------------ Runner
+
+
+def test_runner_start_then_run_and_wrap(kind):
+    with interpool.Runner(workers=2).start() as runner:
+        assert isinstance(runner, interpool.Runner)
+        assert runner.pool.workers == 2
+
+        async def main():
+            a = await runner.run(ha.add, 1, 2, c=3)
+            square = runner.wrap(ha.square)
+            assert inspect.iscoroutinefunction(square)
+            b = await asyncio.gather(*[square(i) for i in range(10)])
+            ids = await asyncio.gather(*[runner.run(ha.interp_id) for _ in range(10)])
+            return a, b, ids
+
+        a, b, ids = run_with(kind, main)
+        assert a == 6
+        assert b == [i * i for i in range(10)]
+        assert 0 not in ids
+    assert "shut down" in repr(runner.pool)
+
+
+def test_runner_with_statement_starts_it():
+    with interpool.Runner(workers=1) as runner:
+
+        async def main():
+            return await runner.run(ha.ident, "x")
+
+        assert asyncio.run(main()) == "x"
+
+
+def test_runner_run_before_start_raises():
+    runner = interpool.Runner(workers=2)
+    with pytest.raises(RuntimeError, match="start"):
+        runner.run(ha.ident, 1)
+    with pytest.raises(RuntimeError, match="start"):
+        runner.wrap(ha.ident)
+    with pytest.raises(RuntimeError):
+        runner.pool
+
+    async def main():
+        with pytest.raises(RuntimeError, match="start"):
+            runner.run(ha.ident, 1)
+
+    asyncio.run(main())
+
+
+def test_runner_async_with(kind):
+    async def main():
+        async with interpool.Runner(workers=2) as r:
+            assert await r.run(ha.square, 5) == 25
+            assert await r.wrap(ha.add)(1, b=1) == 2
+        with pytest.raises(RuntimeError):
+            r.run(ha.ident, 1)
+
+    run_with(kind, main)
+
+
+def test_runner_initializer():
+    with interpool.Runner(workers=2, initializer=ha.counting_init, initargs=("w",)).start() as r:
+
+        async def main():
+            return await asyncio.gather(*[r.run(ha.init_report, i) for i in range(6)])
+
+        for interp, _thread, calls, threads, x in asyncio.run(main()):
+            assert interp != 0
+            assert calls == 1
+            assert [tag for tag, _ in threads] == ["w"]
