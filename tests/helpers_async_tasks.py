@@ -170,3 +170,18 @@ REQUEST_ID = contextvars.ContextVar("REQUEST_ID", default="unset")
 def io_call(y):
     """(interpreter id, thread ident, the caller's REQUEST_ID, y)."""
     return interp_id(), threading.get_ident(), REQUEST_ID.get(), y
+
+
+# ------------------------------------------------ awkward exceptions/values
+
+
+def raise_stop_iteration(value=None):
+    raise StopIteration(value)
+
+
+def raise_system_exit(code):
+    raise SystemExit(code)
+
+
+def return_lock():
+    return threading.Lock()

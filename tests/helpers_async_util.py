@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import selectors
 import sys
 
 import pytest
@@ -71,3 +72,26 @@ async def settle(iterations=20):
 
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
+
+
+class CountingSelector(selectors.DefaultSelector):
+    """The default selector, counting how often the loop polls it."""
+
+    def __init__(self):
+        super().__init__()
+        self.selects = 0
+
+    def select(self, timeout=None):
+        self.selects += 1
+        return super().select(timeout)
+
+
+def counting_loop_factory(holder):
+    """A loop factory for asyncio.run whose selector lands in holder[0]."""
+
+    def factory():
+        selector = CountingSelector()
+        holder.append(selector)
+        return asyncio.SelectorEventLoop(selector)
+
+    return factory

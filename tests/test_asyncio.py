@@ -10,6 +10,7 @@ pytest-asyncio: each test drives its coroutine with asyncio.run (through
 import asyncio
 import contextlib
 import functools
+import gc
 import inspect
 import os
 import threading
@@ -18,7 +19,16 @@ import pytest
 
 import helpers_async_tasks as ha
 import interpool
-from helpers_async_util import LOOP_KINDS, await_path, loop_factory, run_with, settle
+from helpers_util import assert_back_to, counts
+from helpers_async_util import (
+    LOOP_KINDS,
+    await_path,
+    counting_loop_factory,
+    loop_factory,
+    open_fds,
+    run_with,
+    settle,
+)
 
 # ------------------------------------------------------------------ fixtures
 
@@ -137,6 +147,32 @@ def test_run_needs_a_running_loop(pool):
         pool.run(ha.ident, 1)
 
 
+def test_run_unsendable_argument_fails_at_the_call(pool):
+    async def main():
+        with pytest.raises(TypeError, match="cannot send"):
+            pool.run(ha.ident, threading.Lock())
+        # an unsendable result fails only its own await
+        with pytest.raises(TypeError, match="cannot send"):
+            await pool.run(ha.return_lock)
+        assert await pool.run(ha.ident, "fine") == "fine"
+
+    asyncio.run(main())
+
+
+def test_run_stop_iteration_and_system_exit(pool):
+    async def main():
+        # an asyncio future cannot hold StopIteration: it becomes a RuntimeError
+        with pytest.raises(RuntimeError, match="StopIteration") as info:
+            await pool.run(ha.raise_stop_iteration, 5)
+        assert isinstance(info.value.__cause__, StopIteration)
+        with pytest.raises(SystemExit) as info:
+            await pool.run(ha.raise_system_exit, 3)
+        assert info.value.code == 3
+        assert await pool.run(ha.ident, "alive") == "alive"
+
+    asyncio.run(main())
+
+
 def test_gather_many(pool, kind):
     async def main():
         return await asyncio.gather(*[pool.run(ha.square, i) for i in range(500)])
@@ -232,6 +268,32 @@ def test_async_with_exit_does_not_block_the_loop(tmp_path, kind):
         assert await fut == "finished"
 
     run_with(kind, main)
+
+
+def test_shutdown_releases_the_loop_reader_and_fd():
+    """Pools created and shut down inside one long-running loop leave no
+    eventfd open and no reader registered with the loop.
+
+    Regression: shutdown() used to release only closed loops' sinks, so each
+    pool leaked one eventfd and one loop reader until the loop closed."""
+    selectors = []
+
+    async def main():
+        async with interpool.Pool(1) as warmup:  # imports, lazily created objects
+            await warmup.run(ha.ident, 0)
+        del warmup
+        gc.collect()
+        fds, readers = open_fds(), len(selectors[0].get_map())
+        for i in range(10):
+            async with interpool.Pool(1) as pool:
+                assert await pool.run(ha.ident, i) == i
+            del pool
+        gc.collect()
+        return (fds, readers), (open_fds(), len(selectors[0].get_map()))
+
+    before, after = asyncio.run(main(), loop_factory=counting_loop_factory(selectors))
+    assert after[1] <= before[1], f"loop readers: {before[1]} -> {after[1]}"
+    assert after[0] <= before[0] + 2, f"open fds: {before[0]} -> {after[0]}"
 
 
 def test_ashutdown_cancel_futures(tmp_path):
@@ -363,6 +425,8 @@ def test_amap_early_exit_cancels_queued_tasks(tmp_path, kind, how):
     release = str(tmp_path / "release")
     fn = functools.partial(ha.mark, str(marks), release=release)
 
+    baseline = counts()
+
     async def both_started():
         await await_path(str(marks / "started-1"))
         await await_path(str(marks / "started-2"))
@@ -390,6 +454,7 @@ def test_amap_early_exit_cancels_queued_tasks(tmp_path, kind, how):
     ran = sorted(name for name in os.listdir(marks) if name.startswith("ran-"))
     assert len(ran) < 12
     assert ran == ["ran-0", "ran-1", "ran-2"]
+    assert_back_to(baseline)
 
 
 @pytest.mark.parametrize(
@@ -413,6 +478,39 @@ def test_amap_refuses_lambda(pool):
                 pass
 
     asyncio.run(main())
+
+
+def test_amap_does_not_spin_the_loop_while_the_consumer_is_busy(tmp_path):
+    """Item 1 finishes while the loop body sleeps: the loop should then poll
+    its selector a handful of times during that sleep, not continuously.
+
+    Regression: amap's add_reader callback used to leave the eventfd unread,
+    so the loop spun (~100,000 selects in 0.2 s) until the next drain()."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    release = str(tmp_path / "release")
+    fn = functools.partial(ha.mark, str(marks), release=release)
+    selectors = []
+
+    async def main():
+        pool = interpool.Pool(2)
+        polls = []
+        try:
+            async for item in pool.amap(fn, range(2), window=2):
+                if item == 0:
+                    ha.touch(release)
+                    await await_path(str(marks / "ran-1"))  # item 1's result is on its way
+                    await asyncio.sleep(0.01)
+                    before = selectors[0].selects
+                    await asyncio.sleep(0.2)
+                    polls.append(selectors[0].selects - before)
+        finally:
+            ha.touch(release)
+            await pool.ashutdown()
+        return polls
+
+    polls = asyncio.run(main(), loop_factory=counting_loop_factory(selectors))
+    assert polls[0] < 100, f"the loop polled its selector {polls[0]} times during a 0.2 s sleep"
 
 
 # ------------------------------------------------------------------ as_completed
@@ -534,7 +632,60 @@ def test_cancel_await_while_task_runs(tmp_path, kind):
     run_with(kind, main)
 
 
-def test_timeout_around_running_task(tmp_path, kind):
+def test_cancel_storm(kind):
+    """Cancel every third of many queued runs: the others all deliver their
+    own result, the cancelled ones stay cancelled, nothing leaks."""
+    baseline = counts()
+
+    async def main():
+        pool = interpool.Pool(2)
+        futures = [pool.run(ha.ident, i) for i in range(6000)]
+        for i, fut in enumerate(futures):
+            if i % 3 == 0:
+                fut.cancel()
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        assert await pool.run(ha.ident, "after") == "after"
+        await pool.ashutdown()
+        return results
+
+    results = run_with(kind, main)
+    for i, r in enumerate(results):
+        if i % 3 == 0:
+            assert isinstance(r, asyncio.CancelledError)
+        else:
+            assert r == i
+    assert_back_to(baseline)
+
+
+@pytest.mark.parametrize("how", ["timeout", "wait_for"])
+def test_timeout_around_running_task(tmp_path, kind, how):
+    """asyncio.timeout(0.05) / wait_for(..., 0.05) around a task that runs
+    longer (it waits for `release`, created only after the timeout)."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    done = str(tmp_path / "done")
+
+    async def main():
+        pool = interpool.Pool(1)
+        try:
+            fut = pool.run(ha.block, started, release, "late", done)
+            await await_path(started)  # running, not queued
+            with pytest.raises(TimeoutError):
+                if how == "timeout":
+                    async with asyncio.timeout(0.05):
+                        await fut
+                else:
+                    await asyncio.wait_for(fut, 0.05)
+            assert fut.cancelled()
+        finally:
+            ha.touch(release)
+        await await_path(done)  # it ran to the end in its worker
+        assert await pool.run(ha.ident, "ok") == "ok"
+        await pool.ashutdown()
+
+    run_with(kind, main)
+
+
+def test_timeout_around_sleeping_task(kind):
     async def main():
         pool = interpool.Pool(1)
         with pytest.raises(TimeoutError):
@@ -660,23 +811,58 @@ def test_consecutive_asyncio_runs_share_a_pool(pool, kind):
         assert run_with(kind, main, i) == [i + j for j in range(50)]
 
 
-@pytest.mark.parametrize("cancel_first", [False, True])
-def test_loop_closed_with_work_in_flight(kind, cancel_first):
+@pytest.mark.parametrize("state", ["running", "finished", "cancelled"])
+def test_loop_closed_with_work_in_flight(tmp_path, kind, state):
+    """A loop closes while its pool.run future is pending (its task still
+    running, or finished but never resolved by the loop, or the future
+    cancelled first).  The same pool then works from a new asyncio.run, and
+    the old future is done by then, not pending forever."""
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    done = str(tmp_path / "done")
     pool = interpool.Pool(1)
     factory = loop_factory(kind) or asyncio.new_event_loop
     loop = factory()
 
     async def start():
-        fut = pool.run(ha.sleep_return, 0.3, "old")
-        await asyncio.sleep(0)
+        fut = pool.run(ha.block, started, release, "old", done)
+        await await_path(started)
         return fut
 
     try:
         old = loop.run_until_complete(start())
         assert not old.done()
-        if cancel_first:
+        if state == "cancelled":
             old.cancel()
             loop.run_until_complete(asyncio.sleep(0))
+        elif state == "finished":
+            ha.touch(release)
+            assert ha.wait_for_path(done)  # its result waits for a loop that will not come
+    finally:
+        loop.close()
+        ha.touch(release)
+
+    async def main():
+        return await pool.run(ha.ident, "new")
+
+    assert run_with(kind, main) == "new"
+    assert old.done()
+    if state == "cancelled":
+        assert old.cancelled()
+    else:
+        assert isinstance(old.exception(), interpool.PoolShutdownError)
+    pool.shutdown()
+
+
+def test_loop_closed_with_sleeping_task(kind):
+    pool = interpool.Pool(1)
+    factory = loop_factory(kind) or asyncio.new_event_loop
+    loop = factory()
+
+    async def start():
+        return pool.run(ha.sleep_return, 0.3, "old")
+
+    try:
+        old = loop.run_until_complete(start())
     finally:
         loop.close()
 
@@ -684,7 +870,6 @@ def test_loop_closed_with_work_in_flight(kind, cancel_first):
         return await pool.run(ha.ident, "new")
 
     assert run_with(kind, main) == "new"
-    # the old future is not left pending forever
     assert old.done()
     if not old.cancelled():
         assert isinstance(old.exception(), interpool.PoolShutdownError)
@@ -766,6 +951,32 @@ def test_runner_async_with(kind):
             r.run(ha.ident, 1)
 
     run_with(kind, main)
+
+
+def test_runner_failing_initializer():
+    runner = interpool.Runner(workers=1, initializer=ha.failing_init, initargs=("no",))
+    with pytest.raises(interpool.BrokenPool):
+        runner.start()
+
+    async def main():
+        with pytest.raises(interpool.BrokenPool):
+            async with interpool.Runner(workers=1, initializer=ha.failing_init, initargs=("no",)):
+                pass
+
+    asyncio.run(main())
+
+
+def test_ashutdown_twice_and_inside_async_with():
+    async def main():
+        async with interpool.Pool(1) as pool:
+            fut = pool.run(ha.sleep_return, 0.05, "done")
+            await asyncio.gather(pool.ashutdown(), pool.ashutdown())
+            assert await fut == "done"
+            with pytest.raises(RuntimeError):
+                pool.run(ha.ident, 1)
+        await pool.ashutdown()
+
+    asyncio.run(main())
 
 
 def test_runner_initializer():

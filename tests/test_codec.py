@@ -31,7 +31,10 @@ MAX_DEPTH = _core.MAX_DEPTH
 
 # Every tag the codec knows (see the table at the top of codec.c).
 TAGS = b"NFTiIfcsuUbB([{SZP"
-RESERVED_TAGS = b"HM"
+RESERVED_TAGS = b"M"
+# 'H' names a pinned data-plane object by its index in the payload's own pin
+# list: a bare payload (no pins) can never name one.
+HANDLE_TAG = b"H"
 
 
 # ------------------------------------------------------------------ helpers
@@ -599,7 +602,7 @@ def test_random_bytes(data):
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.sampled_from(list(TAGS + RESERVED_TAGS)), st.binary(max_size=100))
+@given(st.sampled_from(list(TAGS + RESERVED_TAGS + HANDLE_TAG)), st.binary(max_size=100))
 def test_random_bodies_after_a_valid_tag(tag, body):
     decode_or_error(bytes([tag]) + body)
 
@@ -641,9 +644,11 @@ def test_unknown_and_reserved_tags():
             decode(bytes([tag]) + b"\x00" * 16)
         if tag in RESERVED_TAGS:
             assert "cannot decode" in str(info.value)
+        elif tag in HANDLE_TAG:
+            assert "does not hold" in str(info.value)
         else:
             assert "unknown tag" in str(info.value)
-    with pytest.raises(CodecError, match="shared handle"):
+    with pytest.raises(CodecError, match="truncated handle"):
         decode(b"H")
     with pytest.raises(CodecError, match="zero-copy buffer"):
         decode(b"M")

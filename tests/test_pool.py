@@ -4,6 +4,7 @@ Behaviour only, never timings: where a test needs a task to be running (or
 still queued) it coordinates with the task through files in tmp_path.
 """
 
+import ast
 import concurrent.futures
 import datetime
 import decimal
@@ -26,7 +27,7 @@ import pytest
 
 import helpers_tasks as ht
 import interpool
-from helpers_util import assert_back_to, counts, run_python, wait_for_path, wait_until
+from helpers_util import assert_back_to, counts, run_python, wait_for_path
 from interpool import _core
 
 # ------------------------------------------------------------------ fixtures
@@ -145,7 +146,6 @@ VALUES = [
     "nul \x00 inside",
     b"",
     b"\x00\xff bytes",
-    bytearray(b"mutable"),
     (),
     (1,),
     (1, "two", 3.0, None),
@@ -173,6 +173,14 @@ VALUES = [
 def test_value_round_trip(pool, value):
     result = pool.submit(ht.identity, value).result(timeout=60)
     assert same(result, value), (value, result)
+
+
+def test_bytearray_argument_and_result(pool):
+    # Buffers in arguments may travel zero-copy (as a view): check the bytes.
+    assert pool.submit(bytes, bytearray(b"mutable \x00\xff")).result(60) == b"mutable \x00\xff"
+    result = pool.submit(bytearray, b"made in a worker").result(60)
+    assert type(result) is bytearray
+    assert result == bytearray(b"made in a worker")
 
 
 def test_arguments_and_kwargs(pool):
@@ -214,13 +222,6 @@ def test_bound_method_partial_and_callable_object(pool):
     assert pool.submit("-".join, ["a", "b"]).result(60) == "a-b"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Pool._fn_id caches the pickled form of a callable keyed by the "
-    "callable (bound methods hash by their object), so a callable object or a "
-    "bound method submitted again after its object changed runs with the state "
-    "it had at its first submit",
-)
 def test_callable_object_state_is_sent_at_each_submit(pool):
     multiplier = ht.Multiplier(3)
     assert pool.submit(multiplier.apply, 2).result(60) == 6
@@ -231,13 +232,6 @@ def test_callable_object_state_is_sent_at_each_submit(pool):
     assert (pool.submit(multiplier.apply, 2).result(60), pool.submit(adder, 1).result(60)) == (20, 101)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Pool._fn_ids keeps every submitted callable (and so the objects "
-    "it references, e.g. a bound method's self) alive for the pool's lifetime; "
-    "every distinct pickled callable (e.g. a partial per call) also adds a "
-    "permanent entry to the C registry and to each worker's cache",
-)
 def test_pool_does_not_keep_submitted_callables_alive():
     import weakref
 
@@ -368,10 +362,13 @@ def test_interactive_main_function_refused(pool, monkeypatch):
 
 
 def test_refusal_queues_nothing(pool):
-    before = pool._core.queued
+    before = counts()["tasks"]
+    for bad in (lambda: 1, 42):
+        with pytest.raises(TypeError):
+            pool.submit(bad)
     with pytest.raises(TypeError):
-        pool.submit(lambda: 1)
-    assert pool._core.queued == before
+        pool.submit(ht.identity, threading.Lock())
+    assert counts()["tasks"] <= before
     assert pool.submit(ht.add, 2, 2).result(60) == 4
 
 
@@ -603,6 +600,21 @@ def test_map_lazy_with_chunksize_and_buffersize(pool):
     it.close()
 
 
+@pytest.mark.parametrize("buffersize", [None, 3])
+def test_map_input_that_raises(pool, buffersize):
+    def source():
+        yield from range(5)
+        raise KeyError("input broke")
+
+    got = []
+    with pytest.raises(KeyError, match="input broke"):
+        # Without buffersize the input is read by map() itself, as with the stdlib.
+        for value in pool.map(ht.square, source(), buffersize=buffersize):
+            got.append(value)
+    assert got == [i * i for i in range(len(got))]
+    assert pool.submit(ht.add, 1, 2).result(60) == 3
+
+
 def test_map_without_buffersize_submits_everything_at_once(pool):
     consumed = 0
 
@@ -654,13 +666,6 @@ def test_map_timeout(tmp_path):
     assert_back_to(baseline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="BUG: Pool.map(timeout=...) raises TimeoutError once the deadline "
-    "has passed even for results that have already arrived (it checks the "
-    "clock before draining the sink); concurrent.futures returns them",
-)
 def test_map_timeout_returns_results_that_already_arrived():
     with interpool.Pool(1) as pool:
         it = pool.map(ht.square, range(3), timeout=0)
@@ -768,6 +773,13 @@ def test_failing_initializer_immediately():
     pool.shutdown()
 
 
+def test_unpicklable_initargs_refused():
+    baseline = counts()
+    with pytest.raises(TypeError, match="lock"):
+        interpool.Pool(1, initializer=ht.init_worker, initargs=(threading.Lock(),))
+    assert_back_to(baseline)
+
+
 def test_initializer_must_be_importable():
     def local_init():
         pass
@@ -790,12 +802,13 @@ def test_submit_after_shutdown():
 
 
 def test_shutdown_waits_for_running_and_queued_tasks():
+    baseline = counts()
     pool = interpool.Pool(2)
     futures = [pool.submit(ht.sleep_then_return, 0.02, i) for i in range(6)]
     pool.shutdown(wait=True)
     assert all(f.done() for f in futures)
     assert [f.result() for f in futures] == list(range(6))
-    assert pool._core.live_workers == 0
+    assert_back_to(baseline, keys=("workers",))
 
 
 def test_shutdown_cancel_futures(tmp_path):
@@ -824,13 +837,6 @@ def test_shutdown_cancel_futures(tmp_path):
             f.result()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shutdown(cancel_futures=True) returns before the queued "
-    "futures are cancelled (the dispatcher thread cancels them later), so "
-    "right after it f.cancelled() is False and f.cancel() returns False; "
-    "concurrent.futures executors cancel them before returning",
-)
 def test_shutdown_cancel_futures_cancels_before_returning(tmp_path):
     pool = interpool.Pool(1)
     started, release = tmp_path / "started", tmp_path / "release"
@@ -875,10 +881,11 @@ def test_shutdown_twice_and_with_idle_pool():
     pool.shutdown()
     pool.shutdown(wait=False)
     pool.shutdown(wait=False, cancel_futures=True)
+    baseline = counts()
     other = interpool.Pool(2)
     other.shutdown(wait=False)
     other.shutdown(wait=True)
-    assert other._core.live_workers == 0
+    assert_back_to(baseline, keys=("workers",))
 
 
 def test_context_manager():
@@ -969,13 +976,6 @@ def test_done_callback_after_completion(pool):
     assert not future.running()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: every future of a Pool is resolved by one dispatcher thread, "
-    "which also runs the done-callbacks; a callback that waits for another "
-    "future of the same pool blocks that thread, so the awaited future can "
-    "never resolve (deadlock; with concurrent.futures executors it works)",
-)
 def test_done_callback_may_wait_for_another_future():
     outcome = []
     finished = threading.Event()
@@ -1066,12 +1066,6 @@ def test_shutdown_no_wait_workers_exit():
     assert_back_to(baseline, keys=("workers", "tasks"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a pool that is dropped without shutdown(), or only shut down "
-    "with wait=False, stays in _pool._live_cores until the process exits, so "
-    "its PoolCore and C pool (function registry, sys.path copy) are never freed",
-)
 @pytest.mark.parametrize("how", ["del pool", "pool.shutdown(wait=False); del pool"])
 def test_pool_released_without_shutdown_wait(tmp_path, how):
     # In a fresh process, so that no other test's pools are counted.
@@ -1094,7 +1088,10 @@ def test_pool_released_without_shutdown_wait(tmp_path, how):
     )
     proc = run_python(["-c", code], cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    assert proc.stdout.strip() == "{'pools': 0, 'workers': 0, 'tasks': 0}"
+    counts = ast.literal_eval(proc.stdout.strip())
+    assert {k: counts[k] for k in ("pools", "workers", "tasks")} == {
+        "pools": 0, "workers": 0, "tasks": 0,
+    }
 
 
 # ------------------------------------------------------------ the extension
@@ -1108,7 +1105,7 @@ def test_extension_imports_in_a_stdlib_interpreter():
             f"sys.path[:] = {sys.path!r}\n"
             "import interpool._core as core\n"
             "assert core.decode(core.encode([1, 'x', 2**100])) == [1, 'x', 2**100]\n"
-            "assert set(core.live_counts()) == {'pools', 'workers', 'tasks'}\n"
+            "assert set(core.live_counts()) >= {'pools', 'workers', 'tasks'}\n"
         )
     finally:
         interp.close()
@@ -1133,13 +1130,6 @@ def test_pool_map_from_a_stdlib_interpreter():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=interpreters.ExecutionFailed,
-    reason="BUG: Pool.submit() starts its result dispatcher as a daemon thread, "
-    "which CPython forbids in subinterpreters (stdlib interpreters and "
-    "interpool's own workers): RuntimeError 'daemon threads are disabled'",
-)
 def test_pool_submit_from_a_stdlib_interpreter():
     _run_in_stdlib_interpreter(
         """
@@ -1160,4 +1150,4 @@ def test_extension_is_multi_phase():
     assert again.PoolCore is not _core.PoolCore
     assert again.Completions is not _core.Completions
     assert again.decode(again.encode({"a": [1]})) == {"a": [1]}
-    assert set(again.live_counts()) == {"pools", "workers", "tasks"}
+    assert set(again.live_counts()) >= {"pools", "workers", "tasks"}

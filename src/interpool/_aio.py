@@ -24,8 +24,9 @@ T = TypeVar("T")
 class _TaskFuture(asyncio.Future):
     """An asyncio future whose cancel() also pulls its task out of the queue.
 
-    A task that has not started never runs; one that is running finishes in
-    its worker and its result is discarded on arrival.
+    A task that has not started never runs; a running coroutine gets
+    CancelledError at its current await in the worker; a running sync
+    function finishes and its result is discarded on arrival.
     """
 
     _handle: Any = None
@@ -33,12 +34,38 @@ class _TaskFuture(asyncio.Future):
     def cancel(self, msg: Any = None) -> bool:
         handle = self._handle
         if handle is not None and not self.done():
-            handle.cancel()
+            handle.cancel(True)  # queued: dropped; a running coroutine: cancelled
         return super().cancel(msg)
 
 
-def _fail_orphans(sink: Any, loop: asyncio.AbstractEventLoop) -> None:
-    """Fail the futures of a loop that closed with tasks still in flight."""
+class _LoopDelivery:
+    """One event loop's sink: its eventfd is watched by the loop, and each
+    wake-up resolves every finished future of that loop in one C call."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.sink = _core.Completions(eventfd=True)
+        self.fd = self.sink.fileno()
+        self.retiring = False
+        loop.add_reader(self.fd, self.on_ready)
+
+    def on_ready(self) -> None:
+        self.sink.resolve()
+        if self.retiring and self.sink.outstanding == 0:
+            self._unwatch()
+
+    def retire(self) -> None:
+        self.retiring = True
+        self.on_ready()
+
+    def _unwatch(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.sink.detach()
+
+
+def _fail_orphans(sink: Any) -> None:
+    """Fail the futures of a loop that closed with tasks still in flight
+    (or of a pool shut down with results still due there)."""
     from ._errors import PoolShutdownError
 
     for future in sink.detach():
@@ -57,35 +84,43 @@ def _set_done(future: asyncio.Future[None]) -> None:
 
 
 class AsyncPoolMethods:
-    """Mixed into Pool: the awaitable API.  Needs _core, _fn_id, _check_open."""
+    """Mixed into Pool: the awaitable API.  Needs _core, _target, _check_open."""
 
     _core: Any
     _workers: int
     _loop_sinks: dict[asyncio.AbstractEventLoop, Any]
     _loop_lock: threading.Lock
 
-    def _fn_id(self, fn: Callable[..., object]) -> int:  # provided by Pool
-        raise NotImplementedError
+    def _target(self, fn: Callable[..., object]) -> tuple[int, tuple[Any, ...]]:
+        raise NotImplementedError  # provided by Pool
 
-    def _check_open(self) -> None:  # provided by Pool
-        raise NotImplementedError
+    def _check_open(self) -> None:
+        raise NotImplementedError  # provided by Pool
 
     def _loop_sink(self, loop: asyncio.AbstractEventLoop) -> Any:
-        sink = self._loop_sinks.get(loop)
-        if sink is not None:
-            return sink
         with self._loop_lock:
+            self._check_open()
             for old in [lp for lp in self._loop_sinks if lp.is_closed()]:
-                _fail_orphans(self._loop_sinks.pop(old), old)
-            sink = _core.Completions(eventfd=True)
-            loop.add_reader(sink.fileno(), sink.resolve)
-            self._loop_sinks[loop] = sink
-        return sink
+                _fail_orphans(self._loop_sinks.pop(old).sink)
+            delivery = self._loop_sinks.get(loop)
+            if delivery is None:
+                delivery = self._loop_sinks[loop] = _LoopDelivery(loop)
+        return delivery.sink
 
-    def _release_closed_loops(self) -> None:
+    def _retire_loop_sinks(self) -> None:
+        """At shutdown: each loop stops watching its sink once its last
+        result is in (on its own thread); closed loops fail what is left."""
         with self._loop_lock:
-            for old in [lp for lp in self._loop_sinks if lp.is_closed()]:
-                _fail_orphans(self._loop_sinks.pop(old), old)
+            deliveries = list(self._loop_sinks.items())
+            self._loop_sinks.clear()
+        for loop, delivery in deliveries:
+            if loop.is_closed():
+                _fail_orphans(delivery.sink)
+                continue
+            try:
+                loop.call_soon_threadsafe(delivery.retire)
+            except RuntimeError:  # closed meanwhile
+                _fail_orphans(delivery.sink)
 
     def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[R]:
         """Run ``fn(*args, **kwargs)`` in a worker; ``await`` the result.
@@ -96,15 +131,18 @@ class AsyncPoolMethods:
         not started; a running one finishes and its result is discarded.
         """
         loop = asyncio.get_running_loop()
-        sink = self._loop_sinks.get(loop) or self._loop_sink(loop)
-        fn_id = self._fn_id(fn)
+        delivery = self._loop_sinks.get(loop)
+        sink = delivery.sink if delivery is not None else self._loop_sink(loop)
+        fn_id, prefix = self._target(fn)
         future = _TaskFuture(loop=loop)
-        future._handle = self._core.submit(fn_id, args, kwargs or None, sink, future)
+        future._handle = self._core.submit(
+            fn_id, prefix + args if prefix else args, kwargs or None, sink, future
+        )
         return future
 
     def wrap(self, fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         """Return an ``async def`` version of fn that runs it in this pool."""
-        self._fn_id(fn)  # refuse unsendable callables now, not at the first await
+        self._target(fn)  # refuse unsendable callables now, not at the first await
 
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -135,12 +173,16 @@ class AsyncPoolMethods:
         elif window < 1:
             raise ValueError("window must be at least 1")
         self._check_open()
-        fn_id = self._fn_id(fn)
+        fn_id, prefix = self._target(fn)
         loop = asyncio.get_running_loop()
         sink = _core.Completions(eventfd=True)
         waiter: list[asyncio.Future[None] | None] = [None]
+        arrived: dict[int, tuple[bool, Any]] = {}
 
         def wake() -> None:
+            # drain (which also clears the eventfd) so the loop never spins
+            for index, ok, value in sink.drain():
+                arrived[index] = (ok, value)
             w = waiter[0]
             if w is not None and not w.done():
                 w.set_result(None)
@@ -153,7 +195,6 @@ class AsyncPoolMethods:
             is_async = False
 
         loop.add_reader(sink.fileno(), wake)
-        arrived: dict[int, tuple[bool, Any]] = {}
         submitted = consumed = 0
         exhausted = False
         try:
@@ -165,7 +206,7 @@ class AsyncPoolMethods:
                     except (StopIteration, StopAsyncIteration):
                         exhausted = True
                         break
-                    batch.append((item,))
+                    batch.append(prefix + (item,) if prefix else (item,))
                 if batch:
                     self._core.submit_many(fn_id, batch, sink, submitted)
                     submitted += len(batch)

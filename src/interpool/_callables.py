@@ -31,18 +31,30 @@ def _module_file(module_name: str) -> str | None:
     return path if isinstance(path, str) else None
 
 
-def describe(fn) -> Ref:
-    """The reference workers load `fn` from; TypeError if it cannot travel."""
+def check_sendable(fn) -> None:
+    """Refuse what can never travel (lambdas, nested functions, coroutine
+    objects), without requiring fn to be reachable in its module yet (as
+    when a decorator runs)."""
+    _refuse_obvious(fn)
+
+
+def _refuse_obvious(fn) -> None:
+    if inspect.iscoroutine(fn) or inspect.isgenerator(fn) or inspect.isasyncgen(fn):
+        raise TypeError(
+            f"expected a function, got a {type(fn).__name__} object; pass the "
+            "function itself and its arguments separately (e.g. pool.run(fn, x), "
+            "not pool.run(fn(x)))"
+        )
     if not callable(fn):
         raise TypeError(f"{type(fn).__name__!r} object is not callable: {fn!r}")
-    if inspect.iscoroutine(fn) or inspect.isgenerator(fn):
+    if inspect.isasyncgenfunction(fn):
         raise TypeError(
-            f"expected a function, got a {type(fn).__name__} object; "
-            "pass the function itself and its arguments separately"
+            f"cannot run the async generator function {fn.__qualname__!r} as a task: "
+            "a task returns one result. Collect its items in an `async def` "
+            "function (or stream them through an interpool.Queue)."
         )
-    module_name = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
-    if isinstance(module_name, str) and isinstance(qualname, str):
+    if isinstance(qualname, str):
         if "<lambda>" in qualname:
             raise TypeError(
                 f"cannot send the lambda {qualname!r} to a worker interpreter: "
@@ -56,7 +68,18 @@ def describe(fn) -> Ref:
                 "worker cannot import it. Move it to module level and pass what "
                 "it captures as arguments (or use functools.partial)."
             )
-        if _lookup(module_name, qualname) is fn:
+
+
+def describe(fn) -> Ref:
+    """The reference workers load `fn` from; TypeError if it cannot travel."""
+    _refuse_obvious(fn)
+    module_name = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(module_name, str) and isinstance(qualname, str):
+        found = _lookup(module_name, qualname)
+        # A decorator that wraps fn (functools.wraps) and replaces it in its
+        # module: the worker imports the wrapper, which calls fn.
+        if found is fn or (found is not None and getattr(found, "__wrapped__", None) is fn):
             path = _module_file(module_name)
             if module_name == "__main__" and path is None:
                 raise TypeError(

@@ -52,6 +52,19 @@ void ip_buf_free(ip_buf *b);
 
 /* ----------------------------------------------------------- module state */
 
+/* Counts the worker threads of the pools one interpreter created, so that
+ * interpreter can wait for them at exit (raw and refcounted: workers may
+ * outlive the module object that made it). */
+typedef struct ip_owner {
+    atomic_long refcnt;
+    long live;               /* worker threads not yet exited (mu) */
+    pthread_mutex_t mu;
+    pthread_cond_t exited;
+} ip_owner;
+
+ip_owner *ip_owner_new(void);
+void ip_owner_decref(ip_owner *o);
+
 typedef struct {
     PyTypeObject *PoolType;        /* _core.PoolCore: owns the C pool */
     PyTypeObject *TaskType;        /* _core.TaskHandle: cancel a submitted task */
@@ -68,6 +81,9 @@ typedef struct {
     PyTypeObject *SharedBufferType;
     PyTypeObject *BufferViewType;  /* exporter behind a worker's zero-copy memoryview */
     PyTypeObject *QueueType;
+    PyTypeObject *WorkerContextType;   /* worker side: the pool, seen from a worker */
+    PyTypeObject *WorkerTaskType;
+    ip_owner *owner;               /* this interpreter's worker count */
     void *shared_cache;            /* this interpreter's copies of shared values */
     long shared_epoch_seen;
 } ip_state;
@@ -126,6 +142,7 @@ PyObject *ip_codec_py_decode(PyObject *module, PyObject *data);
 typedef struct ip_sink ip_sink;
 typedef struct ip_task ip_task;
 
+/* IP_CANCELLED: dropped from the queue at shutdown. */
 enum ip_status { IP_OK = 0, IP_ERROR = 1, IP_CANCELLED = 2, IP_BROKEN = 3 };
 enum ip_task_state { IP_QUEUED = 0, IP_RUNNING = 1, IP_DONE = 2, IP_DROPPED = 3 };
 enum ip_task_kind { IP_CALL = 0, IP_CHUNK = 1 };
@@ -146,6 +163,8 @@ struct ip_task {
     ip_buf result;            /* encoded result, or packed exception */
     ip_sink *sink;            /* strong */
     int64_t seq;              /* key of the owner in the Completions object */
+    atomic_int cancel_requested;   /* the awaiter gave up while it ran */
+    void *slot;               /* the worker running it (pool mutex) */
 };
 
 ip_task *ip_task_new(void);             /* refcnt 1; NULL on out of memory */
@@ -182,6 +201,7 @@ void ip_sink_push(ip_sink *s, ip_task *t);
 int ip_pool_module_init(PyObject *module, ip_state *st);
 int ip_data_module_init(PyObject *module, ip_state *st);
 int ip_channel_module_init(PyObject *module, ip_state *st);
+int ip_worker_module_init(PyObject *module, ip_state *st);
 void ip_data_state_free(ip_state *st);     /* drop this interpreter's cached copies */
 int ip_data_traverse(ip_state *st, visitproc visit, void *arg);
 /* Worker side: drop cached copies of released shared values, if any. */

@@ -79,6 +79,11 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     shutdown.__doc__ = ThreadPoolExecutor.shutdown.__doc__
 
     @property
+    def _broken(self) -> str | bool:
+        # The stdlib executors' attribute: why the pool broke, or False.
+        return self._pool._core.broken or False
+
+    @property
     def pool(self) -> Pool:
         """The interpool.Pool behind this executor (for its asyncio API)."""
         return self._pool

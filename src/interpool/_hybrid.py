@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from ._callables import describe
+from ._callables import check_sendable
 from ._pool import Pool
 from ._unwrap import unwrap_context_run
 
@@ -32,13 +32,13 @@ class interpreter(Generic[P, R]):
     InterpreterThreadPoolExecutor runs it.
 
     Called directly, the marked function just runs here.  fn must be
-    importable by workers (module-level); that is checked now.
+    importable by workers (module-level); it can be used as a decorator.
     """
 
     def __init__(self, fn: Callable[P, R]) -> None:
         if isinstance(fn, interpreter):
             fn = fn.fn
-        describe(fn)
+        check_sendable(fn)  # the full check runs at the call: fn may not be bound yet
         self.fn = fn
         functools.update_wrapper(self, fn)
 

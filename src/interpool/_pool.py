@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
-from . import _core, _support
+from . import _core, _lifetime, _support
 from ._aio import AsyncPoolMethods
 from ._callables import describe
-from ._errors import BrokenPool
+from ._futures import Resolver, TaskFuture
 
 __all__ = ["Pool"]
 
@@ -23,87 +23,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _pool_counter = itertools.count(1)
-
-
-class _TaskFuture(Future):
-    """A Future whose cancel() pulls the task out of the C queue.
-
-    As with the stdlib executors, cancel() succeeds only while no worker has
-    started the task.
-    """
-
-    _handle: Any = None
-
-    def cancel(self) -> bool:
-        if self.done():
-            return self.cancelled()
-        handle = self._handle
-        if handle is None or not handle.cancel():
-            return False
-        _cancel_future(self)
-        return True
-
-    def running(self) -> bool:
-        handle = self._handle
-        return handle is not None and handle.running and not self.done()
-
-
-def _cancel_future(future: Future) -> None:
-    # Future.cancel, then the notification as_completed()/wait() listen for.
-    if Future.cancel(future):
-        future.set_running_or_notify_cancel()
-
-
-def _dispatch(sink: Any) -> None:
-    """Resolve sync futures in batches until the sink closes and empties."""
-    while True:
-        sink.wait()
-        sink.resolve()
-        if sink.closed and sink.outstanding == 0:
-            return
-
-
-# ---------------------------------------------------------------- exit hook
-# Worker threads must leave their interpreters before CPython finalizes
-# subinterpreters (which would hang on a running one and warn about the
-# rest), so every started core is stopped and joined from threading's
-# at-exit hook, which runs before non-daemon threads are joined.
-_live_cores: set[Any] = set()
-_live_lock = threading.Lock()
-_hook_installed = False
-
-
-def _stop_all_at_exit() -> None:
-    with _live_lock:
-        cores = list(_live_cores)
-    for core in cores:
-        core.stop()
-    for core in cores:
-        core.join()
-    with _live_lock:
-        _live_cores.difference_update(cores)
-
-
-def _track(core: Any) -> None:
-    global _hook_installed
-    with _live_lock:
-        if not _hook_installed:
-            register = getattr(threading, "_register_atexit", None)
-            try:
-                if register is None:
-                    raise RuntimeError
-                register(_stop_all_at_exit)
-            except RuntimeError:
-                import atexit
-
-                atexit.register(_stop_all_at_exit)
-            _hook_installed = True
-        _live_cores.add(core)
-
-
-def _untrack(core: Any) -> None:
-    with _live_lock:
-        _live_cores.discard(core)
+_NO_PREFIX: tuple[()] = ()
 
 
 def _default_workers() -> int:
@@ -111,17 +31,41 @@ def _default_workers() -> int:
     return count or 1
 
 
+def _main_path() -> str | None:
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    return os.path.abspath(path) if isinstance(path, str) else None
+
+
+class _State:
+    """What must be stopped when the Pool object goes away (no cycle to it)."""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.resolver: Resolver | None = None
+
+    def stop(self) -> None:
+        # Workers finish the queue, then exit; the exit hook waits for them.
+        self.core.stop()
+        if self.resolver is not None:
+            self.resolver.close()
+
+
 class Pool(AsyncPoolMethods):
     """A pool of worker threads, each running Python in its own subinterpreter.
 
-    ``Pool(workers=None, *, initializer=None, initargs=(), name=None)``
+    ``Pool(workers=None, *, initializer=None, initargs=(), name=None,
+    concurrency=1, loop_factory=None)``
 
     Functions travel by reference (module and qualified name) and run in
-    parallel, one per worker at a time.  Arguments and results travel through
-    interpool's C codec (pickle only for types it does not know).  Use it
-    like a ``concurrent.futures`` executor (``submit``, ``map``,
-    ``shutdown``, ``with``) or from asyncio (``await pool.run(...)``,
-    ``pool.wrap``, ``pool.amap``, ``pool.as_completed``, ``async with``).
+    parallel, one per worker at a time.  ``async def`` functions run on the
+    worker's own event loop (made by ``loop_factory``, default asyncio's),
+    up to ``concurrency`` coroutines per worker at once; a sync task holds
+    its worker while it runs.  The initializer may be ``async def`` too.
+    Arguments and results travel through interpool's C codec (pickle only
+    for types it does not know).  Use it like a ``concurrent.futures``
+    executor (``submit``, ``map``, ``shutdown``, ``with``) or from asyncio
+    (``await pool.run(...)``, ``pool.wrap``, ``pool.amap``,
+    ``pool.as_completed``, ``async with``).
     """
 
     def __init__(
@@ -131,6 +75,8 @@ class Pool(AsyncPoolMethods):
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[object] = (),
         name: str | None = None,
+        concurrency: int = 1,
+        loop_factory: Callable[[], object] | None = None,
     ) -> None:
         if workers is None:
             workers = _default_workers()
@@ -143,31 +89,44 @@ class Pool(AsyncPoolMethods):
                 "a Pool was created while a worker interpreter was loading your "
                 "script to find a function defined in it: the script's top-level "
                 "code runs in every worker. Put the code that creates pools (and "
-                "runs the program) under `if __name__ == \"__main__\":`."
+                'runs the program) under `if __name__ == "__main__":`.'
             )
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if loop_factory is not None and not callable(loop_factory):
+            raise TypeError("loop_factory must be a callable or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
         initargs = tuple(initargs)
         self._workers = workers
+        self._concurrency = concurrency
         self._name = name or f"interpool-{next(_pool_counter)}"
         self._lock = threading.Lock()
         self._shutdown = False
         self._fn_ids: dict[Any, int] = {}
-        self._ref_ids: dict[tuple, int] = {}
-        self._futures_sink: Any = None
-        self._dispatcher: threading.Thread | None = None
         self._loop_sinks = {}
         self._loop_lock = threading.Lock()
         self._core = _core.PoolCore(workers, [p for p in sys.path if isinstance(p, str)])
+        self._state = _State(self._core)
         if "__main__" in sys.modules:
             # Results naming classes of the script (run as __mp_main__ in
             # workers) unpickle here, as with multiprocessing.
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
+        self._core.set_setup({"main_path": _main_path(), "name": self._name})
         if initializer is not None:
-            self._core.set_initializer(self._fn_id(initializer), initargs)
-        _track(self._core)
+            init_id, prefix = self._target(initializer)
+            self._core.set_initializer(init_id, prefix + initargs)
+        factory_id = -1
+        if loop_factory is not None:
+            factory_id, prefix = self._target(loop_factory)
+            if prefix:
+                raise TypeError("loop_factory must be importable by module and name")
+        self._core.configure(concurrency, factory_id)
+        _lifetime.track(self)
         self._core.start()
-        weakref.finalize(self, _finalize_core, self._core)
+        weakref.finalize(self, _State.stop, self._state)
 
     # ------------------------------------------------------------ properties
 
@@ -175,6 +134,11 @@ class Pool(AsyncPoolMethods):
     def workers(self) -> int:
         """How many worker interpreters the pool runs."""
         return self._workers
+
+    @property
+    def concurrency(self) -> int:
+        """How many coroutines one worker runs at once."""
+        return self._concurrency
 
     @property
     def name(self) -> str:
@@ -192,7 +156,7 @@ class Pool(AsyncPoolMethods):
         ready = self._core.wait_ready(timeout)
         broken = self._core.broken
         if broken is not None:
-            raise BrokenPool(broken)
+            raise _support.broken_error(broken)
         return ready
 
     def share(self, value: object) -> _core.Shared:
@@ -209,41 +173,56 @@ class Pool(AsyncPoolMethods):
 
     # ------------------------------------------------------------ internals
 
-    def _fn_id(self, fn: Callable[..., object]) -> int:
+    def _target(self, fn: Callable[..., object]) -> tuple[int, tuple[Any, ...]]:
+        """(fn id, leading args) for a call of fn.
+
+        Importable callables are registered once and cached per worker.  A
+        callable that travels pickled (a bound method, a partial, a callable
+        object) is pickled anew at every call, through a trampoline, so its
+        current state is what runs and nothing is kept alive.
+        """
         try:
-            return self._fn_ids[fn]
-        except KeyError:
-            cacheable = True
-        except TypeError:  # unhashable callable object
-            cacheable = False
+            return self._fn_ids[fn], _NO_PREFIX
+        except (KeyError, TypeError):
+            pass
         ref = describe(fn)
-        fn_id = self._ref_ids.get(ref)
-        if fn_id is None:
-            fn_id = self._ref_ids[ref] = self._core.register(ref)
-        if cacheable:
+        if ref[0] == "pickle":
+            return self._register(_support.call_pickled), (ref[1],)
+        fn_id = self._core.register(ref)
+        try:
             self._fn_ids[fn] = fn_id
+        except TypeError:  # unhashable
+            pass
+        return fn_id, _NO_PREFIX
+
+    def _register(self, fn: Callable[..., object]) -> int:
+        fn_id = self._fn_ids.get(fn)
+        if fn_id is None:
+            fn_id = self._fn_ids[fn] = self._core.register(describe(fn))
         return fn_id
 
     def _check_open(self) -> None:
-        if self._core.broken is not None:
-            raise BrokenPool(self._core.broken)
+        broken = self._core.broken
+        if broken is not None:
+            raise _support.broken_error(broken)
         if self._shutdown:
             raise RuntimeError("cannot schedule new futures after shutdown")
 
-    def _sync_sink(self) -> Any:
-        sink = self._futures_sink
-        if sink is not None:
-            return sink
-        with self._lock:
-            if self._futures_sink is None:
-                sink = _core.Completions(on_cancelled=_cancel_future)
-                thread = threading.Thread(
-                    target=_dispatch, args=(sink,), name=f"{self._name}-results", daemon=True
-                )
-                thread.start()
-                self._dispatcher = thread
-                self._futures_sink = sink
-            return self._futures_sink
+    def _resolver(self) -> Resolver:
+        resolver = self._state.resolver
+        if resolver is None:
+            with self._lock:
+                self._check_open()
+                if self._state.resolver is None:
+                    self._state.resolver = Resolver(self._name)
+                resolver = self._state.resolver
+        return resolver
+
+    def _stop_for_exit(self) -> None:
+        # Queued work still runs; running coroutines are cancelled.
+        self._core.stop(False, True)
+        if self._state.resolver is not None:
+            self._state.resolver.close()
 
     # ------------------------------------------------------------ Executor API
 
@@ -251,9 +230,13 @@ class Pool(AsyncPoolMethods):
         """Schedule ``fn(*args, **kwargs)`` in a worker; return a Future."""
         if self._shutdown:
             self._check_open()
-        fn_id = self._fn_id(fn)
-        future: _TaskFuture = _TaskFuture()
-        future._handle = self._core.submit(fn_id, args, kwargs or None, self._sync_sink(), future)
+        fn_id, prefix = self._target(fn)
+        resolver = self._resolver()
+        future = TaskFuture()
+        future._resolver = resolver
+        future._handle = self._core.submit(
+            fn_id, prefix + args if prefix else args, kwargs or None, resolver.sink, future
+        )
         return future
 
     def map(
@@ -281,8 +264,10 @@ class Pool(AsyncPoolMethods):
                 raise ValueError("buffersize must be None or > 0")
         self._check_open()
         end_time = None if timeout is None else timeout + time.monotonic()
-        fn_id = self._fn_id(fn)
+        fn_id, prefix = self._target(fn)
         args: Iterator[Any] = zip(*iterables)
+        if prefix:
+            args = (prefix + a for a in args)
         chunked = chunksize > 1
         tasks: Iterator[Any] = (
             (list(c) for c in itertools.batched(args, chunksize)) if chunked else args
@@ -311,11 +296,11 @@ class Pool(AsyncPoolMethods):
             while index < submitted:
                 while index not in arrived:
                     remaining = None if end_time is None else end_time - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        raise TimeoutError()
-                    if sink.wait(remaining):
+                    if sink.wait(remaining if remaining is None or remaining > 0 else 0):
                         for i, ok, value in sink.drain():
                             arrived[i] = (ok, value)
+                    elif remaining is not None and remaining <= 0:
+                        raise TimeoutError()
                 ok, value = arrived.pop(index)
                 index += 1
                 if feed is not None:
@@ -340,16 +325,17 @@ class Pool(AsyncPoolMethods):
         ones.  With wait=True, return once every worker has exited."""
         with self._lock:
             self._shutdown = True
-            self._core.stop(cancel_futures)
-            sink = self._futures_sink
-            if sink is not None:
-                sink.close()
+            self._core.stop(cancel_futures, cancel_futures)
+            resolver = self._state.resolver
+        if resolver is not None:
+            resolver.close()
+            if cancel_futures:
+                resolver.resolve()  # the dropped futures are cancelled before we return
+        self._retire_loop_sinks()
         if wait:
             self._core.join()
-            _untrack(self._core)
-            self._release_closed_loops()
-            if self._dispatcher is not None:
-                self._dispatcher.join()
+            if resolver is not None and resolver.thread is not threading.current_thread():
+                resolver.thread.join()
 
     def __enter__(self) -> Pool:
         return self
@@ -363,9 +349,3 @@ class _End:
 
 
 _END = _End()
-
-
-def _finalize_core(core: Any) -> None:
-    # A pool dropped without shutdown(): workers finish the queue, then exit;
-    # the exit hook joins them.
-    core.stop()

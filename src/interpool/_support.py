@@ -50,6 +50,8 @@ def _import(module_name: str, path: str | None):
         if path is None:
             raise ImportError("the caller's __main__ has no file to load")
         return _main_module(path)
+    if module_name == "__mp_main__" and path is not None:
+        return _main_module(path)
     import importlib
 
     try:
@@ -75,6 +77,40 @@ def load_callable(ref):
 
         return pickle.loads(ref[1])
     raise ValueError(f"unknown callable reference {kind!r}")
+
+
+def call_pickled(data: bytes, /, *args, **kwargs):
+    """Trampoline for callables that travel pickled (bound methods, partials,
+    callable objects): unpickled at every call, so their state is current."""
+    import pickle
+
+    return pickle.loads(data)(*args, **kwargs)
+
+
+class _LazyMain(type(sys)):
+    """The worker's __main__ until the caller's script is needed: the first
+    attribute it lacks (e.g. a class named by a pickled argument) loads the
+    script as __mp_main__, as multiprocessing's spawn would."""
+
+    def __getattr__(self, name: str):
+        path = self.__dict__.get("_interpool_main_path")
+        if path is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(_main_module(path), name)
+
+
+def worker_setup(config, index: int) -> None:
+    """Runs first in every worker (config: a dict made by Pool)."""
+    name = config.get("name")
+    if name:
+        import _thread
+
+        _thread.set_name(f"{name}_{index}")  # as the stdlib executors name their threads
+    path = config.get("main_path")
+    if path:
+        lazy = _LazyMain("__main__")
+        lazy._interpool_main_path = path
+        sys.modules["__main__"] = lazy
 
 
 def pack_exception(exc: BaseException):
@@ -121,16 +157,53 @@ def unpack_exception(packed) -> BaseException:
     return exc
 
 
+_logged_breaks: set[str] = set()
+
+
 def broken_error(message: str) -> BaseException:
     from ._errors import BrokenPool
 
+    log_break(message)
     return BrokenPool(message)
 
 
-def shutdown_error(_=None) -> BaseException:
+def log_break(message: str) -> None:
+    """Log why a pool broke, once, like the stdlib executors log a failing
+    initializer ('Exception in initializer:' on concurrent.futures)."""
+    if message in _logged_breaks:
+        return
+    _logged_breaks.add(message)
+    import logging
+
+    what = "Exception in initializer:" if "initializer" in message else "interpool pool broke:"
+    logging.getLogger("concurrent.futures").critical("%s\n%s", what, message)
+
+
+def shutdown_error(when=None) -> BaseException:
     from ._errors import PoolShutdownError
 
+    if when == "running":
+        return PoolShutdownError("the pool shut down while this coroutine was running")
     return PoolShutdownError("the pool was shut down before this task started")
+
+
+def run_coroutine(ctx, wt, coro):
+    from ._serve import run_coroutine
+
+    return run_coroutine(ctx, wt, coro)
+
+
+def serve(ctx) -> None:
+    from ._serve import serve
+
+    serve(ctx)
+
+
+def worker_exit() -> None:
+    """Called by the worker before its interpreter ends."""
+    serve_mod = sys.modules.get("interpool._serve")
+    if serve_mod is not None:
+        serve_mod.close_loop()
 
 
 def __getattr__(name: str):

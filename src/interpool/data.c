@@ -811,6 +811,17 @@ ip_encode_pinned(ip_state *st, ip_buf *buf, PyObject *obj)
     if (ip_tls_share_buffers && !PyBytes_CheckExact(obj) && PyObject_CheckBuffer(obj)) {
         return encode_export(buf, obj);
     }
+    if (PyMemoryView_Check(obj)) {
+        /* A view going back (e.g. a worker returning the view it was given):
+         * its bytes are copied, since a view cannot be pickled. */
+        PyObject *copy = PyBytes_FromObject(obj);
+        if (copy == NULL) {
+            return -1;
+        }
+        int rc = ip_encode(st, buf, copy);
+        Py_DECREF(copy);
+        return rc < 0 ? -1 : 1;
+    }
     return 0;
 }
 

@@ -94,6 +94,11 @@ static int
 ip_exec(PyObject *module)
 {
     ip_state *st = ip_get_state(module);
+    st->owner = ip_owner_new();
+    if (st->owner == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
     const char *spin = getenv("INTERPOOL_SPIN_US");
     if (spin != NULL && *spin) {
         ip_spin_ns = atol(spin) * 1000;
@@ -129,6 +134,9 @@ ip_exec(PyObject *module)
     if (ip_channel_module_init(module, st) < 0) {
         return -1;
     }
+    if (ip_worker_module_init(module, st) < 0) {
+        return -1;
+    }
     return 0;
 }
 
@@ -150,6 +158,8 @@ ip_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->SharedBufferType);
     Py_VISIT(st->BufferViewType);
     Py_VISIT(st->QueueType);
+    Py_VISIT(st->WorkerContextType);
+    Py_VISIT(st->WorkerTaskType);
     return ip_data_traverse(st, visit, arg);
 }
 
@@ -172,13 +182,20 @@ ip_clear(PyObject *module)
     Py_CLEAR(st->SharedBufferType);
     Py_CLEAR(st->BufferViewType);
     Py_CLEAR(st->QueueType);
+    Py_CLEAR(st->WorkerContextType);
+    Py_CLEAR(st->WorkerTaskType);
     return 0;
 }
 
 static void
 ip_free(void *module)
 {
+    ip_state *st = ip_get_state((PyObject *)module);
     (void)ip_clear((PyObject *)module);
+    if (st->owner != NULL) {
+        ip_owner_decref(st->owner);
+        st->owner = NULL;
+    }
 }
 
 static PyModuleDef_Slot ip_slots[] = {

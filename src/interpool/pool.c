@@ -6,38 +6,42 @@
  * push it to the task's sink.  Lock order: nobody waits for a GIL while
  * holding pool->mu (workers release their GIL before sleeping on it).
  */
-#include "_core.h"
+#include "_pool.h"
 
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t work;        /* a task was queued, or stopping */
-    pthread_cond_t changed;     /* a worker became ready or exited */
-    atomic_int refcnt;          /* PoolCore + each live worker thread */
-    atomic_int has_work;        /* queue non-empty (spin target) */
-    ip_task *head, *tail;
-    Py_ssize_t nqueued;
-    int sleepers;
-    unsigned wake_seq;          /* bumped by wake(): idle workers do upkeep */
-    int stopping;               /* no new tasks; workers exit when queue empties */
-    int broken;
-    ip_buf broken_msg;          /* UTF-8 */
-    int nworkers, nready, nlive, started;
-    /* configuration, immutable once started */
-    char **sys_path;
-    Py_ssize_t n_path;
-    int has_init;
-    uint32_t init_fn;
-    ip_buf init_payload;
-    /* callable references, append-only (mu) */
-    ip_buf *fns;
-    uint32_t nfns, capfns;
-} ip_pool;
+static atomic_long live_pools;
+atomic_long ip_live_workers;
 
-static atomic_long live_pools, live_workers;
+ip_owner *
+ip_owner_new(void)
+{
+    ip_owner *o = PyMem_RawCalloc(1, sizeof(ip_owner));
+    if (o != NULL) {
+        atomic_init(&o->refcnt, 1);
+        pthread_mutex_init(&o->mu, NULL);
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&o->exited, &attr);
+        pthread_condattr_destroy(&attr);
+    }
+    return o;
+}
+
+void
+ip_owner_decref(ip_owner *o)
+{
+    if (atomic_fetch_sub_explicit(&o->refcnt, 1, memory_order_acq_rel) == 1) {
+        pthread_mutex_destroy(&o->mu);
+        pthread_cond_destroy(&o->exited);
+        PyMem_RawFree(o);
+    }
+}
 extern atomic_long ip_live_tasks;
 
 /* ------------------------------------------------------------ raw pool */
@@ -61,8 +65,8 @@ pool_new(void)
     return p;
 }
 
-static void
-pool_decref(ip_pool *p)
+void
+ip_pool_decref(ip_pool *p)
 {
     if (atomic_fetch_sub_explicit(&p->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
@@ -77,12 +81,41 @@ pool_decref(ip_pool *p)
     }
     PyMem_RawFree(p->fns);
     ip_buf_free(&p->init_payload);
+    ip_buf_free(&p->setup_payload);
+    if (p->owner != NULL) {
+        ip_owner_decref(p->owner);
+    }
     ip_buf_free(&p->broken_msg);
+    PyMem_RawFree(p->slots);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->work);
     pthread_cond_destroy(&p->changed);
     PyMem_RawFree(p);
     atomic_fetch_sub(&live_pools, 1);
+}
+
+void
+ip_write_efd(int efd)
+{
+    uint64_t one = 1;
+    while (write(efd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+/* Wake the event loops of workers waiting for tasks (all: stop); mu held. */
+static void
+wake_loops_locked(ip_pool *p, int all)
+{
+    if (p->slots == NULL) {
+        return;
+    }
+    for (int i = 0; i < p->nworkers; i++) {
+        ip_slot *slot = &p->slots[i];
+        if (slot->efd >= 0 && (all || slot->waiting)) {
+            slot->waiting = 0;
+            ip_write_efd(slot->efd);
+        }
+    }
 }
 
 /* Append tasks (linked through ->next, already in QUEUED state); mu held. */
@@ -100,6 +133,9 @@ queue_append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
     last->next = NULL;
     p->nqueued += n;
     atomic_store_explicit(&p->has_work, 1, memory_order_release);
+    if (p->concurrency > 1) {
+        wake_loops_locked(p, 0);
+    }
     if (p->sleepers > 0) {
         if (n >= p->sleepers) {
             pthread_cond_broadcast(&p->work);
@@ -134,8 +170,8 @@ queue_unlink_locked(ip_pool *p, ip_task *t)
     }
 }
 
-static ip_task *
-queue_pop_locked(ip_pool *p)
+ip_task *
+ip_queue_pop_locked(ip_pool *p)
 {
     ip_task *t = p->head;
     if (t != NULL) {
@@ -175,8 +211,8 @@ deliver_dropped(ip_task *t, int status, const ip_buf *msg)
 }
 
 /* Mark the pool broken (first reason wins) and fail every queued task. */
-static void
-pool_break(ip_pool *p, const char *msg, Py_ssize_t len)
+void
+ip_pool_break(ip_pool *p, const char *msg, Py_ssize_t len)
 {
     pthread_mutex_lock(&p->mu);
     if (!p->broken) {
@@ -184,363 +220,13 @@ pool_break(ip_pool *p, const char *msg, Py_ssize_t len)
         (void)ip_buf_append(&p->broken_msg, msg, len);
     }
     p->stopping = 1;
+    p->cancel_running = 1;
     ip_task *dropped = queue_take_all_locked(p);
     pthread_cond_broadcast(&p->work);
     pthread_cond_broadcast(&p->changed);
+    wake_loops_locked(p, 1);
     pthread_mutex_unlock(&p->mu);
     deliver_dropped(dropped, IP_BROKEN, &p->broken_msg);
-}
-
-/* ------------------------------------------------------------ worker side */
-
-/* The current exception as text (traceback when possible); clears it.
- * Raw memory, caller frees; never NULL unless out of memory. */
-static char *
-format_current_exception(Py_ssize_t *len)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    PyObject *text = NULL;
-    PyObject *tb = PyImport_ImportModule("traceback");
-    if (tb != NULL && exc != NULL) {
-        PyObject *lines = PyObject_CallMethod(tb, "format_exception", "O", exc);
-        if (lines != NULL) {
-            PyObject *empty = PyUnicode_FromString("");
-            text = empty ? PyUnicode_Join(empty, lines) : NULL;
-            Py_XDECREF(empty);
-            Py_DECREF(lines);
-        }
-    }
-    Py_XDECREF(tb);
-    if (text == NULL && exc != NULL) {
-        PyErr_Clear();
-        text = PyObject_Str(exc);
-    }
-    PyErr_Clear();
-    Py_XDECREF(exc);
-    const char *utf8 = text ? PyUnicode_AsUTF8AndSize(text, len) : NULL;
-    if (utf8 == NULL) {
-        PyErr_Clear();
-        utf8 = "unknown error";
-        *len = (Py_ssize_t)strlen(utf8);
-    }
-    char *out = PyMem_RawMalloc(*len + 1);
-    if (out != NULL) {
-        memcpy(out, utf8, *len + 1);
-    }
-    Py_XDECREF(text);
-    return out;
-}
-
-static void
-break_with_current_exception(ip_pool *p, const char *prefix)
-{
-    Py_ssize_t len = 0;
-    char *text = format_current_exception(&len);
-    ip_buf msg = {0};
-    (void)ip_buf_append(&msg, prefix, (Py_ssize_t)strlen(prefix));
-    if (text != NULL) {
-        (void)ip_buf_append(&msg, text, len);
-    }
-    pool_break(p, msg.data ? msg.data : prefix, msg.data ? msg.len : (Py_ssize_t)strlen(prefix));
-    ip_buf_free(&msg);
-    PyMem_RawFree(text);
-}
-
-/* The callable for fn_id in this worker (borrowed from the cache list),
- * loading it on first use.  NULL with an exception set. */
-static PyObject *
-worker_callable(ip_pool *p, ip_state *st, PyObject *cache, uint32_t fn_id)
-{
-    if ((Py_ssize_t)fn_id < PyList_GET_SIZE(cache)) {
-        PyObject *fn = PyList_GET_ITEM(cache, fn_id);
-        if (fn != Py_None) {
-            return fn;
-        }
-    }
-    ip_buf ref = {0};
-    pthread_mutex_lock(&p->mu);
-    int ok = fn_id < p->nfns &&
-             ip_buf_append(&ref, p->fns[fn_id].data, p->fns[fn_id].len) == 0;
-    pthread_mutex_unlock(&p->mu);
-    if (!ok) {
-        ip_buf_free(&ref);
-        PyErr_Format(PyExc_RuntimeError, "interpool: unknown function id %u", fn_id);
-        return NULL;
-    }
-    PyObject *desc = ip_decode_all(st, ref.data, ref.len);
-    ip_buf_free(&ref);
-    if (desc == NULL) {
-        return NULL;
-    }
-    PyObject *load = ip_support_attr(st, "load_callable");
-    PyObject *fn = load ? PyObject_CallOneArg(load, desc) : NULL;
-    Py_XDECREF(load);
-    Py_DECREF(desc);
-    if (fn == NULL) {
-        return NULL;
-    }
-    while (PyList_GET_SIZE(cache) <= (Py_ssize_t)fn_id) {
-        if (PyList_Append(cache, Py_None) < 0) {
-            Py_DECREF(fn);
-            return NULL;
-        }
-    }
-    PyList_SetItem(cache, fn_id, fn);   /* steals fn */
-    return fn;
-}
-
-/* Decode a payload: args tuple (or list of tuples for a chunk), then kwargs. */
-static int
-decode_call(ip_state *st, ip_task *t, PyObject **args, PyObject **kwargs)
-{
-    Py_ssize_t pos = 0;
-    *kwargs = NULL;
-    ip_pins *saved = ip_tls_decode_pins;
-    ip_tls_decode_pins = &t->payload.pins;
-    *args = ip_decode(st, t->payload.data, t->payload.len, &pos);
-    PyObject *kw = *args ? ip_decode(st, t->payload.data, t->payload.len, &pos) : NULL;
-    ip_tls_decode_pins = saved;
-    if (*args == NULL) {
-        return -1;
-    }
-    if (kw == NULL) {
-        Py_CLEAR(*args);
-        return -1;
-    }
-    if (kw == Py_None) {
-        Py_DECREF(kw);
-    }
-    else {
-        *kwargs = kw;
-    }
-    return 0;
-}
-
-static PyObject *
-call_task(ip_state *st, PyObject *fn, ip_task *t)
-{
-    PyObject *args, *kwargs, *res = NULL;
-    if (decode_call(st, t, &args, &kwargs) < 0) {
-        return NULL;
-    }
-    ip_buf_free(&t->payload);
-    if (t->kind == IP_CALL && PyTuple_CheckExact(args) &&
-        (kwargs == NULL || PyDict_CheckExact(kwargs))) {
-        res = PyObject_Call(fn, args, kwargs);
-    }
-    else if (t->kind == IP_CHUNK && PyList_CheckExact(args) && kwargs == NULL) {
-        Py_ssize_t n = PyList_GET_SIZE(args);
-        res = PyList_New(n);
-        for (Py_ssize_t i = 0; res != NULL && i < n; i++) {
-            PyObject *a = PyList_GET_ITEM(args, i);
-            PyObject *r = PyTuple_CheckExact(a) ? PyObject_Call(fn, a, NULL) : NULL;
-            if (r == NULL) {
-                if (!PyErr_Occurred()) {
-                    PyErr_SetString(st->codec_error, "malformed chunk");
-                }
-                Py_CLEAR(res);
-                break;
-            }
-            PyList_SET_ITEM(res, i, r);
-        }
-    }
-    else {
-        PyErr_SetString(st->codec_error, "malformed task payload");
-    }
-    Py_DECREF(args);
-    Py_XDECREF(kwargs);
-    return res;
-}
-
-/* Pack the current exception into t->result; clears it. */
-static void
-store_exception(ip_state *st, ip_task *t)
-{
-    PyObject *exc = PyErr_GetRaisedException();
-    PyObject *pack = ip_support_attr(st, "pack_exception");
-    PyObject *packed = pack ? PyObject_CallOneArg(pack, exc) : NULL;
-    Py_XDECREF(pack);
-    t->result.len = 0;
-    t->status = IP_ERROR;
-    if (packed != NULL && ip_encode(st, &t->result, packed) == 0) {
-        Py_DECREF(packed);
-        Py_XDECREF(exc);
-        return;
-    }
-    Py_XDECREF(packed);
-    PyErr_Clear();
-    /* Last resort: a RemoteError with the type name only. */
-    PyObject *fallback = Py_BuildValue(
-        "(OssNs)", Py_None, "builtins",
-        exc ? Py_TYPE(exc)->tp_name : "Exception",
-        PyUnicode_FromString("the worker could not report this exception"), "");
-    t->result.len = 0;
-    if (fallback == NULL || ip_encode(st, &t->result, fallback) < 0) {
-        PyErr_Clear();
-    }
-    Py_XDECREF(fallback);
-    Py_XDECREF(exc);
-}
-
-static void
-run_task(ip_pool *p, ip_state *st, PyObject *cache, ip_task *t)
-{
-    PyObject *fn = worker_callable(p, st, cache, t->fn_id);
-    PyObject *res = fn ? call_task(st, fn, t) : NULL;
-    if (res != NULL) {
-        t->result.len = 0;
-        if (ip_encode(st, &t->result, res) == 0) {
-            t->status = IP_OK;
-        }
-        Py_DECREF(res);
-    }
-    if (PyErr_Occurred()) {
-        store_exception(st, t);
-    }
-    ip_buf_free(&t->payload);
-    atomic_store_explicit(&t->state, IP_DONE, memory_order_release);
-}
-
-/* Next task; NULL when the pool stops with an empty queue (*stop set) or
- * when wake() asks idle workers for upkeep.  Sleeps with this
- * interpreter's GIL released. */
-static ip_task *
-take_task(ip_pool *p, unsigned *wake_seen, int *stop)
-{
-    ip_task *t;
-    pthread_mutex_lock(&p->mu);
-    t = queue_pop_locked(p);
-    *stop = p->stopping;
-    pthread_mutex_unlock(&p->mu);
-    if (t != NULL || *stop) {
-        return t;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    (void)ip_spin_while_zero(&p->has_work);
-    pthread_mutex_lock(&p->mu);
-    while ((t = queue_pop_locked(p)) == NULL && !p->stopping && p->wake_seq == *wake_seen) {
-        p->sleepers++;
-        pthread_cond_wait(&p->work, &p->mu);
-        p->sleepers--;
-    }
-    *stop = t == NULL && p->stopping;
-    *wake_seen = p->wake_seq;
-    pthread_mutex_unlock(&p->mu);
-    Py_END_ALLOW_THREADS
-    return t;
-}
-
-static int
-worker_set_path(ip_pool *p)
-{
-    PyObject *path = PyList_New(p->n_path);
-    if (path == NULL) {
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < p->n_path; i++) {
-        PyObject *s = PyUnicode_DecodeFSDefault(p->sys_path[i]);
-        if (s == NULL) {
-            Py_DECREF(path);
-            return -1;
-        }
-        PyList_SET_ITEM(path, i, s);
-    }
-    int r = PySys_SetObject("path", path);
-    Py_DECREF(path);
-    return r;
-}
-
-/* Everything a worker does inside its interpreter. */
-static void
-worker_body(ip_pool *p)
-{
-    PyObject *mod = NULL, *cache = NULL;
-    if (worker_set_path(p) < 0 || (mod = PyImport_ImportModule("interpool._core")) == NULL) {
-        break_with_current_exception(p, "interpool: a worker could not start:\n");
-        goto done;
-    }
-    ip_state *st = ip_get_state(mod);
-    cache = PyList_New(0);
-    if (cache == NULL) {
-        break_with_current_exception(p, "interpool: a worker could not start:\n");
-        goto done;
-    }
-    if (p->has_init) {
-        ip_task init = {0};
-        init.kind = IP_CALL;
-        (void)ip_buf_append(&init.payload, p->init_payload.data, p->init_payload.len);
-        for (Py_ssize_t i = 0; i < p->init_payload.pins.n; i++) {
-            (void)ip_pins_add(&init.payload.pins, p->init_payload.pins.items[i]);
-        }
-        PyObject *fn = worker_callable(p, st, cache, p->init_fn);
-        PyObject *r = fn ? call_task(st, fn, &init) : NULL;
-        ip_buf_free(&init.payload);
-        if (r == NULL) {
-            break_with_current_exception(p, "the pool's initializer raised an exception:\n");
-            goto done;
-        }
-        Py_DECREF(r);
-    }
-    pthread_mutex_lock(&p->mu);
-    p->nready++;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->mu);
-
-    unsigned wake_seen = 0;
-    for (;;) {
-        int stop;
-        ip_shared_purge(st);   /* drop copies of released shared values */
-        ip_task *t = take_task(p, &wake_seen, &stop);
-        if (t == NULL) {
-            if (stop) {
-                break;
-            }
-            continue;
-        }
-        run_task(p, st, cache, t);
-        ip_sink_push(t->sink, t);   /* gives the pipeline reference away */
-    }
-done:
-    Py_XDECREF(cache);
-    Py_XDECREF(mod);
-    PyErr_Clear();
-}
-
-static void *
-worker_main(void *arg)
-{
-    ip_pool *p = arg;
-    PyThreadState *ts = NULL;
-    PyInterpreterConfig cfg = {
-        .use_main_obmalloc = 0,
-        .allow_fork = 0,
-        .allow_exec = 0,
-        .allow_threads = 1,
-        .allow_daemon_threads = 0,
-        .check_multi_interp_extensions = 1,
-        .gil = PyInterpreterConfig_OWN_GIL,
-    };
-    PyStatus status = Py_NewInterpreterFromConfig(&ts, &cfg);
-    if (PyStatus_Exception(status) || ts == NULL) {
-        const char *why = status.err_msg ? status.err_msg : "unknown error";
-        ip_buf msg = {0};
-        const char *prefix = "interpool: could not create a worker interpreter: ";
-        (void)ip_buf_append(&msg, prefix, (Py_ssize_t)strlen(prefix));
-        (void)ip_buf_append(&msg, why, (Py_ssize_t)strlen(why));
-        pool_break(p, msg.data ? msg.data : prefix, msg.data ? msg.len : 0);
-        ip_buf_free(&msg);
-    }
-    else {
-        worker_body(p);
-        Py_EndInterpreter(ts);
-    }
-    pthread_mutex_lock(&p->mu);
-    p->nlive--;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->mu);
-    atomic_fetch_sub(&live_workers, 1);
-    pool_decref(p);
-    return NULL;
 }
 
 /* ------------------------------------------------------------ TaskHandle */
@@ -561,28 +247,44 @@ handle_dealloc(PyObject *op)
         ip_task_decref(self->task);
     }
     Py_XDECREF(self->completions);
-    pool_decref(self->pool);
+    ip_pool_decref(self->pool);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
 
 PyDoc_STRVAR(handle_cancel_doc,
-"cancel($self, /)\n--\n\n"
-"Remove the task from the queue if no worker has started it.  Return True\n"
+"cancel($self, interrupt=False, /)\n--\n\n"
+"Remove the task from the queue if no worker has started it.  If it runs\n"
+"and interrupt is true, a coroutine task is cancelled in its worker.\n"
+"Return True\n"
 "if it was removed (it will never run and its future is forgotten).");
 
 static PyObject *
-handle_cancel(PyObject *op, PyObject *Py_UNUSED(ignored))
+handle_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     TaskHandleObject *self = (TaskHandleObject *)op;
     ip_task *t = self->task;
     ip_pool *p = self->pool;
-    int removed = 0;
+    int removed = 0, interrupt = 0;
+    if (nargs > 1 || (nargs == 1 && (interrupt = PyObject_IsTrue(args[0])) < 0)) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "cancel() takes at most 1 argument");
+        }
+        return NULL;
+    }
     pthread_mutex_lock(&p->mu);
     if (atomic_load(&t->state) == IP_QUEUED && (t->prev || p->head == t)) {
         queue_unlink_locked(p, t);
         atomic_store(&t->state, IP_DROPPED);
         removed = 1;
+    }
+    else if (interrupt && atomic_load(&t->state) == IP_RUNNING) {
+        /* A running coroutine gets CancelledError at its current await. */
+        atomic_store(&t->cancel_requested, 1);
+        ip_slot *slot = t->slot;
+        if (slot != NULL && slot->efd >= 0) {
+            ip_write_efd(slot->efd);
+        }
     }
     pthread_mutex_unlock(&p->mu);
     if (removed) {
@@ -608,7 +310,7 @@ handle_get_state(PyObject *op, void *Py_UNUSED(closure))
 }
 
 static PyMethodDef handle_methods[] = {
-    {"cancel", handle_cancel, METH_NOARGS, handle_cancel_doc},
+    {"cancel", (PyCFunction)(void (*)(void))handle_cancel, METH_FASTCALL, handle_cancel_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -663,7 +365,16 @@ poolcore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
+    ip_state *st = ip_state_of_type(type);
+    if (st == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    atomic_fetch_add(&st->owner->refcnt, 1);
+    p->owner = st->owner;
     p->nworkers = workers;
+    p->concurrency = 1;
+    p->loop_factory = -1;
     Py_ssize_t n = PyList_GET_SIZE(path);
     p->sys_path = PyMem_RawCalloc(n ? n : 1, sizeof(char *));
     if (p->sys_path == NULL) {
@@ -691,12 +402,14 @@ poolcore_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 }
 
 static void
-pool_stop(ip_pool *p, int cancel)
+pool_stop(ip_pool *p, int cancel, int cancel_running)
 {
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
+    p->cancel_running |= cancel_running;
     ip_task *dropped = cancel ? queue_take_all_locked(p) : NULL;
     pthread_cond_broadcast(&p->work);
+    wake_loops_locked(p, 1);
     pthread_mutex_unlock(&p->mu);
     deliver_dropped(dropped, IP_CANCELLED, NULL);
 }
@@ -709,12 +422,12 @@ poolcore_dealloc(PyObject *op)
     if (self->pool != NULL) {
         if (!self->pool->started) {
             /* never started: nobody else will drain the queue */
-            pool_stop(self->pool, 1);
+            pool_stop(self->pool, 1, 1);
         }
         else {
-            pool_stop(self->pool, 0);   /* workers finish the queue, then exit */
+            pool_stop(self->pool, 0, 0);   /* workers finish the queue, then exit */
         }
-        pool_decref(self->pool);
+        ip_pool_decref(self->pool);
     }
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -802,6 +515,57 @@ poolcore_set_initializer(PyObject *op, PyObject *args)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(configure_doc,
+"configure($self, concurrency, loop_factory_id, /)\n--\n\n"
+"Coroutines per worker (1: the C loop) and the fn id of the workers'\n"
+"event loop factory (-1: asyncio's default).  Call before start().");
+
+static PyObject *
+poolcore_configure(PyObject *op, PyObject *args)
+{
+    ip_pool *p = get_pool(op);
+    int concurrency;
+    long loop_factory;
+    if (!PyArg_ParseTuple(args, "il:configure", &concurrency, &loop_factory)) {
+        return NULL;
+    }
+    if (p->started) {
+        PyErr_SetString(PyExc_RuntimeError, "the pool has already started");
+        return NULL;
+    }
+    if (concurrency < 1) {
+        PyErr_SetString(PyExc_ValueError, "concurrency must be at least 1");
+        return NULL;
+    }
+    p->concurrency = concurrency;
+    p->loop_factory = loop_factory;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(set_setup_doc,
+"set_setup($self, config, /)\n--\n\n"
+"A codec value each worker passes to interpool._support.worker_setup\n"
+"before anything else (call before start()).");
+
+static PyObject *
+poolcore_set_setup(PyObject *op, PyObject *config)
+{
+    ip_pool *p = get_pool(op);
+    ip_state *st = ip_state_of_type(Py_TYPE(op));
+    if (st == NULL) {
+        return NULL;
+    }
+    if (p->started) {
+        PyErr_SetString(PyExc_RuntimeError, "the pool has already started");
+        return NULL;
+    }
+    ip_buf_free(&p->setup_payload);
+    if (ip_encode(st, &p->setup_payload, config) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(start_doc,
 "start($self, /)\n--\n\n"
 "Start the worker threads; each creates its interpreter in parallel.");
@@ -819,18 +583,42 @@ poolcore_start(PyObject *op, PyObject *Py_UNUSED(ignored))
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 16 * 1024 * 1024);
     int failed = 0;
+    p->slots = PyMem_RawCalloc(p->nworkers, sizeof(ip_slot));
+    if (p->slots == NULL) {
+        pthread_attr_destroy(&attr);
+        return PyErr_NoMemory();
+    }
+    for (int i = 0; i < p->nworkers; i++) {
+        p->slots[i].efd = -1;
+    }
     for (int i = 0; i < p->nworkers; i++) {
         pthread_t th;
+        ip_worker_start *start = PyMem_RawMalloc(sizeof(ip_worker_start));
+        if (start == NULL) {
+            failed++;
+            continue;
+        }
+        start->pool = p;
+        start->index = i;
         atomic_fetch_add(&p->refcnt, 1);
+        atomic_fetch_add(&p->owner->refcnt, 1);
+        pthread_mutex_lock(&p->owner->mu);
+        p->owner->live++;
+        pthread_mutex_unlock(&p->owner->mu);
         pthread_mutex_lock(&p->mu);
         p->nlive++;
         pthread_mutex_unlock(&p->mu);
-        atomic_fetch_add(&live_workers, 1);
-        if (pthread_create(&th, &attr, worker_main, p) != 0) {
+        atomic_fetch_add(&ip_live_workers, 1);
+        if (pthread_create(&th, &attr, ip_worker_main, start) != 0) {
+            PyMem_RawFree(start);
+            pthread_mutex_lock(&p->owner->mu);
+            p->owner->live--;
+            pthread_mutex_unlock(&p->owner->mu);
+            ip_owner_decref(p->owner);
             pthread_mutex_lock(&p->mu);
             p->nlive--;
             pthread_mutex_unlock(&p->mu);
-            atomic_fetch_sub(&live_workers, 1);
+            atomic_fetch_sub(&ip_live_workers, 1);
             atomic_fetch_sub(&p->refcnt, 1);
             failed++;
         }
@@ -838,7 +626,7 @@ poolcore_start(PyObject *op, PyObject *Py_UNUSED(ignored))
     pthread_attr_destroy(&attr);
     if (failed == p->nworkers) {
         const char *msg = "interpool: could not start any worker thread";
-        pool_break(p, msg, (Py_ssize_t)strlen(msg));
+        ip_pool_break(p, msg, (Py_ssize_t)strlen(msg));
     }
     Py_RETURN_NONE;
 }
@@ -1108,22 +896,26 @@ poolcore_cancel_queued(PyObject *op, PyObject *arg)
 }
 
 PyDoc_STRVAR(stop_doc,
-"stop($self, cancel=False, /)\n--\n\n"
+"stop($self, cancel=False, cancel_running=False, /)\n--\n\n"
 "Refuse new tasks and let workers exit once the queue is empty; with\n"
-"cancel=True, queued tasks are dropped and delivered as cancelled.");
+"cancel=True, queued tasks are dropped and delivered as cancelled; with\n"
+"cancel_running=True, running coroutines are cancelled too.");
 
 static PyObject *
 poolcore_stop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    int cancel = 0;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "stop() takes at most 1 argument");
+    int cancel = 0, cancel_running = 0;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "stop() takes at most 2 arguments");
         return NULL;
     }
-    if (nargs == 1 && (cancel = PyObject_IsTrue(args[0])) < 0) {
+    if (nargs >= 1 && (cancel = PyObject_IsTrue(args[0])) < 0) {
         return NULL;
     }
-    pool_stop(get_pool(op), cancel);
+    if (nargs == 2 && (cancel_running = PyObject_IsTrue(args[1])) < 0) {
+        return NULL;
+    }
+    pool_stop(get_pool(op), cancel, cancel_running);
     Py_RETURN_NONE;
 }
 
@@ -1267,6 +1059,8 @@ poolcore_get_live(PyObject *op, void *Py_UNUSED(closure))
 static PyMethodDef poolcore_methods[] = {
     {"register", poolcore_register, METH_O, register_doc},
     {"set_initializer", poolcore_set_initializer, METH_VARARGS, set_initializer_doc},
+    {"configure", poolcore_configure, METH_VARARGS, configure_doc},
+    {"set_setup", poolcore_set_setup, METH_O, set_setup_doc},
     {"start", poolcore_start, METH_NOARGS, start_doc},
     {"submit", (PyCFunction)(void (*)(void))poolcore_submit, METH_FASTCALL, submit_doc},
     {"submit_many", (PyCFunction)(void (*)(void))poolcore_submit_many, METH_FASTCALL,
@@ -1317,7 +1111,7 @@ live_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     ip_release_deferred();
     PyObject *d = Py_BuildValue("{slslsl}", "pools", atomic_load(&live_pools),
-                                "workers", atomic_load(&live_workers),
+                                "workers", atomic_load(&ip_live_workers),
                                 "tasks", atomic_load(&ip_live_tasks));
     if (d != NULL && ip_data_counts(d) < 0) {
         Py_CLEAR(d);
@@ -1325,8 +1119,50 @@ live_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return d;
 }
 
+PyDoc_STRVAR(join_all_doc,
+"join_all_workers($module, timeout=None, /)\n--\n\n"
+"Wait until every worker thread of every pool this interpreter created has\n"
+"left its interpreter (used at exit, after the pools were stopped).\n"
+"Return True if so.");
+
+static PyObject *
+join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    ip_owner *o = ip_get_state(module)->owner;
+    double timeout;
+    if (parse_timeout(args, nargs, &timeout) < 0) {
+        return NULL;
+    }
+    struct timespec deadline;
+    if (timeout > 0) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += (time_t)timeout;
+        deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    int done;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&o->mu);
+    while (!(done = o->live == 0) && timeout != 0) {
+        int rc = timeout < 0 ? pthread_cond_wait(&o->exited, &o->mu)
+                             : pthread_cond_timedwait(&o->exited, &o->mu, &deadline);
+        if (rc == ETIMEDOUT) {
+            done = o->live == 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->mu);
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(done);
+}
+
 static PyMethodDef pool_functions[] = {
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
+    {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,
+     join_all_doc},
     {NULL, NULL, 0, NULL},
 };
 

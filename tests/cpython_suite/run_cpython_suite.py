@@ -1,13 +1,14 @@
 """Run CPython's InterpreterPoolExecutor tests against interpool's class.
 
-    python -m run_cpython_suite [--json PATH] [-v] [-k SUBSTRING ...]
+    python -m run_cpython_suite [--json PATH] [-v] [-k SUBSTRING ...] [--stdlib]
 
 (with this directory and interpool's ``src`` on PYTHONPATH; from the
 repository, ``tools/python tests/cpython_suite/run_cpython_suite.py -v``
 works too.)
 
-What runs: every test CPython 3.14 generates for ``InterpreterPoolExecutor``
-in ``test.test_concurrent_futures``:
+What runs: every test CPython generates for ``InterpreterPoolExecutor`` in
+``test.test_concurrent_futures`` (every TestCase built on
+``util.InterpreterPoolMixin``; in 3.14 these are):
 
 * ``test_interpreter_pool``: ``InterpreterPoolExecutorTest`` (which includes
   the shared ``executor.ExecutorTest``) and ``AsyncioTest``;
@@ -24,7 +25,8 @@ executor_mixins=(InterpreterPoolMixin,))`` exactly as CPython names them:
 interpool's class is swapped in (``cpython_swap.install()``) before any test
 module is imported; scripts the tests run in a subprocess through
 ``script_helper`` get it too (``boot/sitecustomize.py``).  Tests listed in
-``expectations.SKIP`` are not run (they hang or take too long).
+``expectations.SKIP`` are not run (each entry says why).  ``--stdlib`` runs
+the same selection on the stdlib class instead, as a baseline.
 
 The run ends with a verdict against ``expectations.EXPECTED_FAILURES``; with
 ``--json`` the per-test outcomes are written there for
@@ -52,12 +54,12 @@ import expectations  # noqa: E402
 
 PACKAGE = "test.test_concurrent_futures"
 
-# Modules and the classes in them that exercise InterpreterPoolExecutor.
-UPSTREAM = {
-    "test_interpreter_pool": ("InterpreterPoolExecutorTest", "AsyncioTest"),
-    "test_as_completed": ("InterpreterPoolAsCompletedTest",),
-    "test_init": ("InterpreterPoolInitializerTest", "InterpreterPoolFailingInitializerTest"),
-}
+# The test classes are found, not listed: every unittest.TestCase subclass of
+# util.InterpreterPoolMixin defined in a test_* module of the package (CPython
+# 3.14: test_interpreter_pool's InterpreterPoolExecutorTest and AsyncioTest,
+# test_as_completed's InterpreterPoolAsCompletedTest, test_init's
+# InterpreterPoolInitializerTest and InterpreterPoolFailingInitializerTest).
+
 # Generic mixins upstream runs for the other executors only:
 # module -> (mixin name, the class name create_executor_tests gives it).
 EXTRA = {
@@ -209,22 +211,28 @@ def build_suite(selectors=()):
 
     from test.test_concurrent_futures import util
 
+    import pkgutil
+
     loader = unittest.TestLoader()
-    classes = []
-    for modname, names in UPSTREAM.items():
-        module = importlib.import_module(f"{PACKAGE}.{modname}")
-        classes.extend(getattr(module, name) for name in names)
-    for modname, (mixin_name, name) in EXTRA.items():
-        module = importlib.import_module(f"{PACKAGE}.{modname}")
-        if not hasattr(module, name):
+    package = importlib.import_module(PACKAGE)
+    modules = [importlib.import_module(f"{PACKAGE}.{info.name}")
+               for info in pkgutil.iter_modules(package.__path__)
+               if info.name.startswith("test_")]
+    for module in modules:
+        extra = EXTRA.get(module.__name__.rpartition(".")[2])
+        if extra is not None and not hasattr(module, extra[1]):
             util.create_executor_tests(
-                vars(module), getattr(module, mixin_name),
+                vars(module), getattr(module, extra[0]),
                 executor_mixins=(util.InterpreterPoolMixin,))
-        classes.append(getattr(module, name))
+    classes = [
+        cls
+        for module in modules
+        for cls in vars(module).values()
+        if isinstance(cls, type) and issubclass(cls, unittest.TestCase)
+        and issubclass(cls, util.InterpreterPoolMixin) and cls.__module__ == module.__name__
+    ]
 
     for cls in classes:
-        if not issubclass(cls, util.InterpreterPoolMixin):
-            raise AssertionError(f"{cls.__qualname__} is not an InterpreterPoolMixin test")
         for test_id, reason in expectations.SKIP.items():
             cls_path, method = test_id.rsplit(".", 1)
             if cls_path == f"{cls.__module__}.{cls.__qualname__}":
@@ -240,7 +248,7 @@ def build_suite(selectors=()):
 
 
 def verdict(outcomes):
-    """(problems, counts): outcomes that contradict the expectations."""
+    """The outcomes (and expectations) that contradict each other, as text."""
     problems = []
     for test_id, entry in sorted(outcomes.items()):
         outcome = entry["outcome"]
@@ -254,18 +262,30 @@ def verdict(outcomes):
                 f"({expectations.EXPECTED_FAILURES[test_id]}) but {outcome}")
         elif not expected_fail and outcome in ("failed", "error", "unexpected_success"):
             problems.append(f"{test_id}: {outcome}\n{entry['detail']}")
+    for listed in (expectations.EXPECTED_FAILURES, expectations.SKIP):
+        for test_id in sorted(set(listed) - set(outcomes)):
+            problems.append(f"{test_id}: listed in expectations.py but did not run")
     return problems
 
 
-def _leaks():
-    """Pools and threads still alive once every test has finished."""
-    report = {}
-    try:
-        from interpool import _core
+def _leaks(settle=10.0):
+    """Pools, workers and threads still alive once every test has finished.
 
-        report["core"] = dict(_core.live_counts())
-    except Exception as exc:  # pragma: no cover - diagnostics only
-        report["core"] = repr(exc)
+    Executors of tests that failed before shutdown() are garbage by now;
+    collect them and give their workers a moment to exit.
+    """
+    import gc
+
+    from interpool import _core
+
+    deadline = time.monotonic() + settle
+    while True:
+        gc.collect()
+        counts = dict(_core.live_counts())
+        if (counts.get("workers") == 0 and counts.get("tasks") == 0) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    report = {"core": counts}
     report["threads"] = sorted(
         t.name for t in threading.enumerate() if t is not threading.main_thread())
     return report
@@ -290,6 +310,10 @@ def main(argv=None):
     if "test.test_concurrent_futures.util" in sys.modules:
         print("warning: test modules were imported before the swap", file=sys.stderr)
 
+    faulthandler.enable()
+    from test import support
+
+    support.verbose = int(args.verbose)  # as regrtest does (it prints timings when set)
     if not args.stdlib:
         cpython_swap.install()
         _patch_script_helper()

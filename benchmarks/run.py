@@ -1,0 +1,1258 @@
+#!/usr/bin/env python3
+"""interpool's benchmark suite (``make bench``; ``make bench-quick`` in CI).
+
+Runs the same workloads through interpool's front doors and through its
+peers (the stdlib InterpreterPoolExecutor, ThreadPoolExecutor,
+ProcessPoolExecutor, anyio.to_interpreter, plain sequential code), with the
+same number of workers, in one process, and writes
+
+    <out>/results.json   every repetition, machine info
+    <out>/results.md     the tables in Markdown
+    <out>/chart.png      a multi-panel chart
+
+Usage: tools/python benchmarks/run.py [--quick] [--workers N] [--repeat N]
+           [--workloads tiny,latency,startup,grid,payload,async]
+           [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential]
+           [--out DIR]
+
+Nothing here asserts speed: the "targets" section at the end is
+informational.  The exit status is non-zero only when interpool itself
+failed (an error, or a wrong answer) or the report could not be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures as cf
+import contextlib
+import datetime
+import faulthandler
+import gc
+import itertools
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from itertools import repeat
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # workers import `workloads` by name through sys.path
+    sys.path.insert(0, HERE)
+
+import workloads as W  # noqa: E402
+from bench_report import (  # noqa: E402
+    Metric,
+    Row,
+    Table,
+    Target,
+    ensure_dir,
+    fmt,
+    fmt_ratio,
+    render_text,
+    write_chart,
+    write_json,
+    write_markdown,
+)
+
+WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async")
+FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
+            "aiointerpreters")
+MB = 1024 * 1024
+
+StdlibIPE = getattr(cf, "InterpreterPoolExecutor", None)
+
+
+def cpu_count() -> int:
+    return (getattr(os, "process_cpu_count", None) or os.cpu_count)() or 1
+
+
+# --------------------------------------------------------------- peers
+
+
+def load_anyio():
+    """anyio.to_interpreter (or None, with the reason)."""
+    try:
+        import anyio
+        from anyio import to_interpreter
+    except Exception as exc:
+        return None, f"not importable ({exc.__class__.__name__}: {exc})"
+    if not hasattr(to_interpreter, "run_sync"):
+        return None, "anyio has no to_interpreter.run_sync"
+    return (anyio, to_interpreter), None
+
+
+def anyio_cleanup(to_interpreter) -> None:
+    """Close the idle interpreters anyio keeps for the running loop.
+
+    anyio keeps them per event loop until interpreter exit; each asyncio.run
+    here has its own loop, so without this they would pile up.
+    """
+    try:
+        idle = to_interpreter._idle_workers.get()
+    except Exception:
+        return
+    try:
+        to_interpreter._stop_workers(idle)
+    except Exception:
+        pass
+
+
+def rss_bytes() -> int:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except Exception:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    return 0
+
+
+def uss_bytes(pid: int) -> int:
+    try:
+        import psutil
+
+        return psutil.Process(pid).memory_full_info().uss
+    except Exception:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    return 0
+
+
+def loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    return sorted_values[i]
+
+
+# --------------------------------------------------------------- the harness
+
+
+class Failed(Exception):
+    """A system produced a wrong answer."""
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.workers: int = args.workers
+        self.repeat: int = args.repeat
+        self.quick: bool = args.quick
+        self.systems: list[str] | None = args.systems
+        self.tables: list[Table] = []
+        self.events: list[dict] = []
+        self.interpool_failed = False
+        self.anyio, self.anyio_missing = load_anyio()
+
+    # ---- selection, events
+
+    def selected(self, key: str) -> bool:
+        if self.systems is None:
+            return True
+        if key == "bare-interpreter":  # the reference of a start-up target
+            key = "interpool.bare"
+        return any(key == s or key.startswith(s + ".") or key.startswith(s + "-")
+                   for s in self.systems)
+
+    def event(self, kind: str, system: str, message: str, workload: str = "") -> None:
+        self.events.append({"kind": kind, "system": system, "workload": workload,
+                            "message": message})
+        where = f" [{workload}]" if workload else ""
+        print(f"  {'SKIP ' if kind == 'skip' else 'ERROR'} {system}{where}: {message}",
+              flush=True)
+
+    def available(self, key: str) -> bool:
+        if key.startswith("stdlib-ipe") and StdlibIPE is None:
+            return False
+        if key.startswith("anyio") and self.anyio is None:
+            return False
+        return True
+
+    # ---- rows
+
+    def row(self, table: Table, key: str, label: str, fn, *, baseline: str | None = None):
+        """Measure one system: fn() returns {metric: [one value per repetition]}
+        (or a (reps, info) pair).  Errors become an ERROR line and no row."""
+        if not self.selected(key) or not self.available(key):
+            return None
+        t0 = time.perf_counter()
+        gc.collect()
+        try:
+            out = fn()
+        except Exception as exc:
+            if key.startswith("interpool"):
+                self.interpool_failed = True
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            self.event("error", label, detail, table.workload)
+            if os.environ.get("INTERPOOL_BENCH_TRACEBACK"):
+                traceback.print_exc(file=sys.stdout)
+            return None
+        reps, info = out if isinstance(out, tuple) else (out, {})
+        info = dict(info, wall_s=round(time.perf_counter() - t0, 3))
+        r = Row(key, label, reps, baseline=baseline, info=info)
+        table.rows.append(r)
+        m = next((m for m in table.metrics if reps.get(m.name)), table.primary)
+        print(f"  · {label:<52} {fmt(r.median(m.name), m.unit):>14}"
+              f"   ({info['wall_s']:.1f}s)", flush=True)
+        return r
+
+    def times(self, run, check=None) -> list[float]:
+        """Seconds for run(), once per repetition (check(result) validates)."""
+        out = []
+        for _ in range(self.repeat):
+            gc.collect()
+            t0 = time.perf_counter()
+            result = run()
+            dt = time.perf_counter() - t0
+            if check is not None:
+                check(result)
+            out.append(dt)
+        return out
+
+    async def atimes(self, run, check=None) -> list[float]:
+        out = []
+        for _ in range(self.repeat):
+            gc.collect()
+            t0 = time.perf_counter()
+            result = await run()
+            dt = time.perf_counter() - t0
+            if check is not None:
+                check(result)
+            out.append(dt)
+        return out
+
+    # ---- systems
+
+    def warm(self, ex) -> None:
+        """Start every worker of a (lazy) executor and import `workloads` in it."""
+        for f in [ex.submit(W.hold, 0.02) for _ in range(2 * self.workers)]:
+            f.result()
+
+    @contextlib.contextmanager
+    def pool(self):
+        import interpool
+
+        pool = interpool.Pool(self.workers)
+        try:
+            pool.wait_ready()
+            self.warm(pool)
+            yield pool
+        finally:
+            pool.shutdown(wait=True)
+
+    @contextlib.contextmanager
+    def executor(self, kind: str, initializer=None, initargs=()):
+        n = self.workers
+        if kind.startswith("interpool"):
+            import interpool
+
+            ex = interpool.InterpreterPoolExecutor(n, initializer=initializer, initargs=initargs)
+        elif kind.startswith("stdlib-ipe"):
+            ex = StdlibIPE(n, initializer=initializer, initargs=initargs)
+        elif kind.startswith("threads"):
+            ex = cf.ThreadPoolExecutor(n, initializer=initializer, initargs=initargs)
+        elif kind.startswith("processes"):
+            ex = cf.ProcessPoolExecutor(n, initializer=initializer, initargs=initargs)
+        else:
+            raise ValueError(kind)
+        try:
+            self.warm(ex)
+            yield ex
+        finally:
+            ex.shutdown(wait=True)
+
+    def best_chunksize(self, run, candidates) -> tuple[int, dict]:
+        """The chunksize among candidates with the shortest run (best of 2)."""
+        trials = {}
+        for cs in candidates:
+            for _ in range(1 if self.quick else 2):
+                gc.collect()
+                t0 = time.perf_counter()
+                run(cs)
+                dt = time.perf_counter() - t0
+                trials[cs] = min(dt, trials.get(cs, dt))
+        best = min(trials, key=trials.get)
+        return best, {"chunksize": best, "calibration_s": trials}
+
+    @property
+    def chunk_candidates(self) -> tuple[int, ...]:
+        return (16, 256) if self.quick else (16, 256, 1024)
+
+    def anyio_runner(self):
+        """(run(fn, *args) coroutine bounded to `workers` calls, cleanup) for the
+        running loop: an outer semaphore keeps anyio from creating one
+        interpreter per pending call."""
+        anyio, ti = self.anyio
+        limiter = anyio.CapacityLimiter(self.workers)
+        sem = asyncio.Semaphore(self.workers)
+
+        async def run(fn, *args):
+            async with sem:
+                return await ti.run_sync(fn, *args, limiter=limiter)
+
+        return run, (lambda: anyio_cleanup(ti))
+
+    async def anyio_warm(self, run) -> None:
+        await asyncio.gather(*(run(W.hold, 0.02) for _ in range(2 * self.workers)))
+
+
+def rate_reps(seconds: list[float], n: int) -> dict:
+    return {"rate": [n / s for s in seconds], "time": seconds}
+
+
+def check_sum(n: int):
+    expected = n * (n - 1) // 2
+
+    def check(result) -> None:
+        got = sum(result)
+        if got != expected:
+            raise Failed(f"wrong results: sum {got} != {expected}")
+
+    return check
+
+
+# --------------------------------------------------------------- 1. tiny tasks
+
+
+def wl_tiny(b: Bench) -> None:
+    n = 2_000 if b.quick else 20_000
+    t = Table("tiny", f"Tiny tasks: {n:,} calls of identity(i)",
+              [Metric("rate", "throughput", "calls/s", True)],
+              note="Throughput in calls/s")
+    b.tables.append(t)
+    items = range(n)
+    check = check_sum(n)
+
+    b.row(t, "sequential", "sequential (plain loop)",
+          lambda: rate_reps(b.times(lambda: [W.identity(i) for i in items], check), n))
+
+    def pool_map(chunked: bool):
+        with b.pool() as pool:
+            info = {}
+            cs = 1
+            if chunked:
+                cs, info = b.best_chunksize(
+                    lambda c: list(pool.map(W.identity, items, chunksize=c)),
+                    b.chunk_candidates)
+            return rate_reps(b.times(lambda: list(pool.map(W.identity, items, chunksize=cs)),
+                                     check), n), info
+
+    b.row(t, "interpool.map", "interpool Pool.map (chunksize=1)", lambda: pool_map(False))
+    r = b.row(t, "interpool.map-chunked", "interpool Pool.map (best chunksize)",
+              lambda: pool_map(True))
+    if r:
+        r.label = f"interpool Pool.map (best chunksize={r.info['chunksize']})"
+
+    def pool_submit():
+        with b.pool() as pool:
+            return rate_reps(b.times(
+                lambda: [f.result() for f in [pool.submit(W.identity, i) for i in items]],
+                check), n)
+
+    b.row(t, "interpool.submit", "interpool Pool.submit + result()", pool_submit)
+
+    def pool_async(kind: str):
+        with b.pool() as pool:
+            async def go():
+                if kind == "await":
+                    return await b.atimes(
+                        lambda: asyncio.gather(*[pool.run(W.identity, i) for i in items]), check)
+
+                window = 1024 if kind == "amap-wide" else None
+
+                async def amap():
+                    return [x async for x in pool.amap(W.identity, items, window=window)]
+                return await b.atimes(amap, check)
+            return rate_reps(asyncio.run(go()), n)
+
+    b.row(t, "interpool.await", "interpool gather(await pool.run)", lambda: pool_async("await"),
+          baseline="stdlib-ipe.async")
+    b.row(t, "interpool.amap", "interpool pool.amap (default window)",
+          lambda: pool_async("amap"), baseline="stdlib-ipe.async")
+    b.row(t, "interpool.amap-wide", "interpool pool.amap (window=1024)",
+          lambda: pool_async("amap-wide"), baseline="stdlib-ipe.async")
+
+    def exec_map(kind: str, chunked: bool = False):
+        with b.executor(kind) as ex:
+            info = {}
+            cs = 1
+            if chunked:
+                cs, info = b.best_chunksize(
+                    lambda c: list(ex.map(W.identity, items, chunksize=c)), b.chunk_candidates)
+                # chunksize=1 is a row of its own; count it among the candidates
+                one = t.row(kind.replace("-chunked", ""))
+                if one is not None:
+                    info["calibration_s"][1] = statistics.median(one.reps["time"])
+                    if info["calibration_s"][1] < info["calibration_s"][cs]:
+                        cs = info["chunksize"] = 1
+            return rate_reps(b.times(lambda: list(ex.map(W.identity, items, chunksize=cs)),
+                                     check), n), info
+
+    def exec_async(kind: str):
+        with b.executor(kind) as ex:
+            async def go():
+                loop = asyncio.get_running_loop()
+                return await b.atimes(lambda: asyncio.gather(
+                    *[loop.run_in_executor(ex, W.identity, i) for i in items]), check)
+            return rate_reps(asyncio.run(go()), n)
+
+    b.row(t, "interpool.executor", "interpool.InterpreterPoolExecutor.map",
+          lambda: exec_map("interpool.executor"))
+    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("interpool.executor"), baseline="stdlib-ipe.async")
+    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor.map", lambda: exec_map("stdlib-ipe"))
+    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
+    b.row(t, "threads", "ThreadPoolExecutor.map", lambda: exec_map("threads"))
+    b.row(t, "processes", "ProcessPoolExecutor.map (chunksize=1)", lambda: exec_map("processes"))
+    r = b.row(t, "processes-chunked", "ProcessPoolExecutor.map (best chunksize)",
+              lambda: exec_map("processes-chunked", chunked=True))
+    if r:
+        r.label = f"ProcessPoolExecutor.map (best chunksize={r.info['chunksize']})"
+
+    def anyio_gather():
+        async def go():
+            run, cleanup = b.anyio_runner()
+            try:
+                await b.anyio_warm(run)
+                return await b.atimes(
+                    lambda: asyncio.gather(*[run(W.identity, i) for i in items]), check)
+            finally:
+                cleanup()
+        return rate_reps(asyncio.run(go()), n)
+
+    b.row(t, "anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather,
+          baseline="stdlib-ipe.async")
+
+
+# --------------------------------------------------------------- 2. latency
+
+
+def wl_latency(b: Bench) -> None:
+    n = 100 if b.quick else 2_000
+    t = Table("latency", f"Round trip, one call at a time ({n:,} calls of identity)",
+              [Metric("p50", "p50", "us", False), Metric("p99", "p99", "us", False)],
+              note="Per-call latency in µs: sync `submit(...).result()`, async `await`; "
+                   "ratio on p50")
+    b.tables.append(t)
+
+    def stats(samples: list[list[int]]) -> dict:
+        out: dict = {"p50": [], "p99": []}
+        for s in samples:
+            s = sorted(s)
+            out["p50"].append(percentile(s, 0.50) / 1e3)
+            out["p99"].append(percentile(s, 0.99) / 1e3)
+        return out
+
+    def sync_samples(call) -> list[list[int]]:
+        call(0)  # one more warm-up round trip
+        reps = []
+        clock = time.perf_counter_ns
+        for _ in range(b.repeat):
+            gc.collect()
+            s = []
+            for i in range(n):
+                t0 = clock()
+                if call(i) != i:
+                    raise Failed("wrong result")
+                s.append(clock() - t0)
+            reps.append(s)
+        return reps
+
+    async def async_samples(call) -> list[list[int]]:
+        await call(0)
+        reps = []
+        clock = time.perf_counter_ns
+        for _ in range(b.repeat):
+            gc.collect()
+            s = []
+            for i in range(n):
+                t0 = clock()
+                if await call(i) != i:
+                    raise Failed("wrong result")
+                s.append(clock() - t0)
+            reps.append(s)
+        return reps
+
+    b.row(t, "sequential", "sequential (direct call)",
+          lambda: stats(sync_samples(W.identity)))
+
+    def pool_sync():
+        with b.pool() as pool:
+            return stats(sync_samples(lambda i: pool.submit(W.identity, i).result()))
+
+    def pool_await():
+        with b.pool() as pool:
+            return stats(asyncio.run(async_samples(lambda i: pool.run(W.identity, i))))
+
+    b.row(t, "interpool.submit", "interpool submit().result()", pool_sync)
+    b.row(t, "interpool.await", "interpool await pool.run()", pool_await,
+          baseline="stdlib-ipe.async")
+
+    def exec_sync(kind):
+        with b.executor(kind) as ex:
+            return stats(sync_samples(lambda i: ex.submit(W.identity, i).result()))
+
+    def exec_async(kind):
+        with b.executor(kind) as ex:
+            async def go():
+                loop = asyncio.get_running_loop()
+                return await async_samples(lambda i: loop.run_in_executor(ex, W.identity, i))
+            return stats(asyncio.run(go()))
+
+    b.row(t, "interpool.executor", "interpool.InterpreterPoolExecutor submit().result()",
+          lambda: exec_sync("interpool.executor"))
+    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("interpool.executor"), baseline="stdlib-ipe.async")
+    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor submit().result()",
+          lambda: exec_sync("stdlib-ipe"))
+    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
+    b.row(t, "threads", "ThreadPoolExecutor submit().result()", lambda: exec_sync("threads"))
+    b.row(t, "processes", "ProcessPoolExecutor submit().result()",
+          lambda: exec_sync("processes"))
+
+    def anyio_lat():
+        async def go():
+            run, cleanup = b.anyio_runner()
+            try:
+                await b.anyio_warm(run)
+                return await async_samples(lambda i: run(W.identity, i))
+            finally:
+                cleanup()
+        return stats(asyncio.run(go()))
+
+    b.row(t, "anyio", "anyio.to_interpreter.run_sync (await)", anyio_lat,
+          baseline="stdlib-ipe.async")
+
+
+# --------------------------------------------------------------- 3. start-up
+
+
+def probe(kind: str, n: int) -> dict:
+    """One start-up measurement in a fresh process (run.py --probe KIND)."""
+    from concurrent import interpreters
+
+    import interpool
+
+    interpool.Pool  # load the caller-side API
+    # Pay process-wide first-interpreter costs outside every timed section.
+    interpreters.create().close()
+    gc.collect()
+    clock = time.perf_counter
+    out: dict = {}
+
+    def warm_all(ex) -> None:
+        for f in [ex.submit(W.hold, 0.05) for _ in range(2 * n)]:
+            f.result()
+
+    if kind == "bare":
+        rss0 = rss_bytes()
+        t0 = clock()
+        interp = interpreters.create()
+        t1 = clock()
+        rss1 = rss_bytes()
+        t2 = clock()
+        interp.close()
+        t3 = clock()
+        out = {"create": (t1 - t0 + t3 - t2) * 1e3, "mem": (rss1 - rss0) / MB}
+    elif kind in ("interpool", "interpool.executor"):
+        def make():
+            if kind == "interpool":
+                return interpool.Pool(n)
+            return interpool.InterpreterPoolExecutor(n)
+
+        def ready(ex):
+            (ex if kind == "interpool" else ex.pool).wait_ready()
+
+        if kind == "interpool":  # how creation scales: one worker alone
+            t0 = clock()
+            one = interpool.Pool(1)
+            one.wait_ready()
+            out["ready1"] = (clock() - t0) * 1e3
+            one.shutdown(wait=True)
+            gc.collect()
+        rss0 = rss_bytes()
+        t0 = clock()
+        ex = make()
+        ready(ex)
+        out["ready"] = (clock() - t0) * 1e3
+        warm_all(ex)
+        out["mem"] = (rss_bytes() - rss0) / MB / n
+        ex.shutdown(wait=True)
+        t0 = clock()
+        ex = make()
+        ex.submit(W.identity, 1).result()
+        out["first"] = (clock() - t0) * 1e3
+        t0 = clock()
+        ex.shutdown(wait=True)
+        out["shutdown"] = (clock() - t0) * 1e3
+    elif kind in ("stdlib-ipe", "threads", "processes"):
+        def make():
+            if kind == "stdlib-ipe":
+                return StdlibIPE(n)
+            if kind == "threads":
+                return cf.ThreadPoolExecutor(n)
+            return cf.ProcessPoolExecutor(n)
+
+        t0 = clock()
+        ex = make()
+        ex.submit(W.identity, 1).result()
+        out["first"] = (clock() - t0) * 1e3
+        t0 = clock()
+        ex.shutdown(wait=True)
+        out["shutdown"] = (clock() - t0) * 1e3
+        gc.collect()
+        rss0 = rss_bytes()
+        ex = make()
+        warm_all(ex)
+        if kind == "processes":
+            pids = list(getattr(ex, "_processes", {}) or {})
+            out["mem"] = sum(uss_bytes(p) for p in pids) / MB / max(1, len(pids))
+            out["mem_kind"] = "USS of each worker process"
+        else:
+            out["mem"] = (rss_bytes() - rss0) / MB / n
+        ex.shutdown(wait=True)
+    elif kind == "anyio":
+        (anyio, ti), missing = load_anyio()
+        if anyio is None:
+            raise RuntimeError(missing)
+
+        async def go():
+            limiter = anyio.CapacityLimiter(n)
+            sem = asyncio.Semaphore(n)
+
+            async def run(fn, *args):
+                async with sem:
+                    return await ti.run_sync(fn, *args, limiter=limiter)
+
+            try:
+                t0 = clock()
+                await run(W.identity, 1)
+                out["first"] = (clock() - t0) * 1e3
+                anyio_cleanup(ti)
+                gc.collect()
+                rss0 = rss_bytes()
+                await asyncio.gather(*(run(W.hold, 0.05) for _ in range(2 * n)))
+                out["mem"] = (rss_bytes() - rss0) / MB / n
+            finally:
+                anyio_cleanup(ti)
+
+        asyncio.run(go())
+    else:
+        raise ValueError(f"unknown probe {kind!r}")
+    return out
+
+
+def run_probe(kind: str, n: int) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--probe", kind, "--workers", str(n)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0 or proc.stderr.strip():
+        tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:]
+        raise RuntimeError(f"probe {kind} exited {proc.returncode}: {' | '.join(tail)}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def wl_startup(b: Bench) -> None:
+    t = Table("startup", f"Start-up: {b.workers} workers, each repetition a fresh process",
+              [Metric("first", "first result", "ms", False),
+               Metric("ready", "ready pool", "ms", False),
+               Metric("mem", "memory/worker", "MB", False),
+               Metric("create", "create+close", "ms", False)],
+              note="Time from constructor to the first result of a trivial task, to every "
+                   "worker ready (interpool: Pool(n) + wait_ready(); the stdlib executors are "
+                   "lazy), memory per worker (RSS delta / workers; processes: USS per worker)")
+    b.tables.append(t)
+
+    def probes(kind: str):
+        reps: dict = {}
+        info: dict = {}
+        for _ in range(b.repeat):
+            out = run_probe(kind, b.workers)
+            for k, v in out.items():
+                if isinstance(v, (int, float)):
+                    reps.setdefault(k, []).append(v)
+                else:
+                    info[k] = v
+        return reps, info
+
+    b.row(t, "bare-interpreter", "1 bare interpreter: interpreters.create()+close()",
+          lambda: probes("bare"))
+    for key, label in (
+        ("interpool", "interpool Pool(n) + wait_ready()"),
+        ("interpool.executor", "interpool.InterpreterPoolExecutor(n)"),
+        ("stdlib-ipe", "stdlib InterpreterPoolExecutor(n)"),
+        ("threads", "ThreadPoolExecutor(n)"),
+        ("processes", "ProcessPoolExecutor(n)"),
+        ("anyio", "anyio.to_interpreter (fresh loop)"),
+    ):
+        b.row(t, key, label, lambda key=key: probes(key))
+
+
+# --------------------------------------------------------------- 4. the grid
+
+
+def wl_grid(b: Bench) -> None:
+    grid = W.make_grid()
+    cands = W.grid_candidates(grid)
+    if b.quick:
+        cands = cands[::8]  # spread over the path: inner cells walk longer
+    blocks, poss, dirs = (list(x) for x in zip(*cands))
+    expected = sum(W.guard_loops(grid, bl, p, d) for bl, p, d in cands)
+    n = len(cands)
+    t = Table("grid",
+              f"CPU-bound grid: {n:,} guard-loop checks on a {W.SIZE}x{W.SIZE} grid "
+              f"({len(grid):,} bytes)",
+              [Metric("time", "time", "s", False)],
+              note=f"One task per candidate obstacle (answer: {expected:,} loop); the same "
+                   "function everywhere, only how the grid arrives differs")
+    w = b.workers
+
+    def speedup(table: Table, row: Row) -> str:
+        seq = table.row("sequential")
+        return fmt_ratio(seq.median("time") / row.median("time"))
+
+    def efficiency(table: Table, row: Row) -> str:
+        seq = table.row("sequential")
+        return f"{seq.median('time') / row.median('time') / w * 100:.0f}%"
+
+    t.derived = [("speedup vs sequential", speedup), (f"efficiency ({w} workers)", efficiency)]
+    b.tables.append(t)
+
+    def check(result) -> None:
+        got = sum(result)
+        if got != expected:
+            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+
+    def seq():
+        return {"time": b.times(lambda: [W.guard_loops(grid, bl, p, d) for bl, p, d in cands],
+                                check)}
+
+    b.row(t, "sequential", "sequential", seq)
+
+    def pool_variant(how: str, chunked: bool = False):
+        with b.pool() as pool:
+            handle = None
+            if how == "share":
+                handle = arg = pool.share(grid)
+            elif how == "memoryview":
+                arg = memoryview(grid)
+            else:
+                arg = grid
+            info = {}
+            cs = 1
+            try:
+                def run(c):
+                    return list(pool.map(W.guard_loops, repeat(arg), blocks, poss, dirs,
+                                         chunksize=c))
+                if chunked:
+                    cs, info = b.best_chunksize(run, (8, 32, 128))
+                return {"time": b.times(lambda: run(cs), check)}, info
+            finally:
+                if handle is not None:
+                    handle.release()
+
+    b.row(t, "interpool.map", "interpool map, grid per call (17 KB bytes arg)",
+          lambda: pool_variant("per-call"))
+    b.row(t, "interpool.share", "interpool map, grid via pool.share()",
+          lambda: pool_variant("share"))
+    b.row(t, "interpool.memoryview", "interpool map, grid as memoryview (zero-copy)",
+          lambda: pool_variant("memoryview"))
+    r = b.row(t, "interpool.share-chunked", "interpool map, grid via share(), best chunksize",
+              lambda: pool_variant("share", chunked=True))
+    if r:
+        r.label = f"interpool map, grid via share(), chunksize={r.info['chunksize']}"
+
+    def exec_per_call(kind):
+        with b.executor(kind) as ex:
+            return {"time": b.times(
+                lambda: list(ex.map(W.guard_loops, repeat(grid), blocks, poss, dirs)), check)}
+
+    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor, grid per call",
+          lambda: exec_per_call("stdlib-ipe"))
+    b.row(t, "threads", "ThreadPoolExecutor, grid per call", lambda: exec_per_call("threads"))
+
+    def processes():
+        with b.executor("processes", initializer=W.set_grid, initargs=(grid,)) as ex:
+            def run(c):
+                return list(ex.map(W.guard_loops_global, blocks, poss, dirs, chunksize=c))
+            cs, info = b.best_chunksize(run, (1, 16, 64, 256) if not b.quick else (1, 64))
+            return {"time": b.times(lambda: run(cs), check)}, info
+
+    r = b.row(t, "processes", "ProcessPoolExecutor, grid via initializer", processes)
+    if r:
+        r.label = f"ProcessPoolExecutor, grid via initializer, chunksize={r.info['chunksize']}"
+
+
+# --------------------------------------------------------------- 5. payloads
+
+
+def wl_payload(b: Bench) -> None:
+    q = b.quick
+    nested = W.make_nested()
+    import pickle
+
+    nested_size = len(pickle.dumps(nested, protocol=5))
+    cases = [
+        # (title, fn, value maker, bytes per call both ways, calls)
+        ("1 KiB bytes, send", W.length, 1024, 1, 500 if q else 10_000),
+        ("1 KiB bytes, echo", W.echo, 1024, 2, 500 if q else 10_000),
+        ("64 KiB bytes, send", W.length, 64 * 1024, 1, 200 if q else 4_000),
+        ("64 KiB bytes, echo", W.echo, 64 * 1024, 2, 200 if q else 4_000),
+        ("1 MiB, send", W.length, MB, 1, 30 if q else 1_000),
+        (f"nested dict/list (~{nested_size / 1024:.0f} KiB pickled), echo", W.echo, None, 2,
+         200 if q else 4_000),
+    ]
+    for title, fn, size, ways, n in cases:
+        value = bytes(range(256)) * (size // 256) if size else nested
+        per_call = (size or nested_size) * ways
+        # interpool copies a bytes argument into the task when it is queued:
+        # map() without buffersize would hold n copies at once (1 GB for 1 MiB
+        # x 1,000), so big copied payloads go through a bounded window.
+        window = 16 * b.workers if size and size >= 64 * 1024 else None
+        windowed = f" (buffersize={window})" if window else ""
+        t = Table("payload", f"Payload: {title} — {n:,} calls",
+                  [Metric("rate", "calls/s", "calls/s", True),
+                   Metric("mbps", "throughput", "MB/s", True)],
+                  note=f"`{fn.__name__}(x)`; MB/s counts the payload bytes carried "
+                       f"({'both ways' if ways == 2 else 'one way'})")
+        b.tables.append(t)
+        expect = size if fn is W.length else value
+
+        def check(result, expect=expect, n=n) -> None:
+            if len(result) != n or result[-1] != expect or result[0] != expect:
+                raise Failed("wrong results")
+
+        def reps(seconds, n=n, per_call=per_call):
+            return {"rate": [n / s for s in seconds],
+                    "mbps": [n * per_call / s / 1e6 for s in seconds]}
+
+        def pool_row(arg, window=None, n=n, fn=fn, check=check, reps=reps):
+            with b.pool() as pool:
+                a = arg(pool) if callable(arg) else arg
+                return reps(b.times(
+                    lambda: list(pool.map(fn, repeat(a, n), buffersize=window)), check))
+
+        def exec_row(kind, window=None, n=n, fn=fn, value=value, check=check, reps=reps):
+            with b.executor(kind) as ex:
+                kw = {"buffersize": window} if window else {}
+                return reps(b.times(lambda: list(ex.map(fn, repeat(value, n), **kw)), check))
+
+        if size == MB:
+            ba = bytearray(value)
+            b.row(t, "interpool.zero-copy", "interpool map, 1 MiB bytearray (zero-copy)",
+                  lambda: pool_row(ba))
+            b.row(t, "interpool.zero-copy-mv", "interpool map, 1 MiB memoryview (zero-copy)",
+                  lambda: pool_row(memoryview(value)))
+
+            def shared_buffer(pool):
+                import interpool
+
+                sb = interpool.SharedBuffer(MB)
+                sb[:] = value
+                return sb
+
+            b.row(t, "interpool.sharedbuffer", "interpool map, 1 MiB SharedBuffer",
+                  lambda: pool_row(shared_buffer))
+            b.row(t, "interpool.map", f"interpool map, 1 MiB bytes (copied){windowed}",
+                  lambda: pool_row(value, window))
+            b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor, 1 MiB bytes",
+                  lambda: exec_row("stdlib-ipe"))
+            b.row(t, "threads", "ThreadPoolExecutor, 1 MiB bytes", lambda: exec_row("threads"))
+            b.row(t, "processes", "ProcessPoolExecutor, 1 MiB bytes",
+                  lambda: exec_row("processes"))
+            continue
+        b.row(t, "interpool.map", f"interpool Pool.map{windowed}",
+              lambda: pool_row(value, window))
+        b.row(t, "interpool.executor", f"interpool.InterpreterPoolExecutor.map{windowed}",
+              lambda: exec_row("interpool.executor", window))
+        b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor.map",
+              lambda: exec_row("stdlib-ipe"))
+        b.row(t, "threads", "ThreadPoolExecutor.map", lambda: exec_row("threads"))
+        b.row(t, "processes", "ProcessPoolExecutor.map", lambda: exec_row("processes"))
+
+
+# --------------------------------------------------------------- 6. async mix
+
+
+def wl_async(b: Bench) -> None:
+    count = 40 if b.quick else 300
+    pages = W.make_pages(count)
+    expected = sum(W.count_links(p) for p in pages)
+    kb = sum(len(p) for p in pages) / 1024
+    t = Table("async",
+              f"Async mix: count links in {count} generated HTML pages ({kb:,.0f} KB) "
+              "from asyncio",
+              [Metric("time", "time", "s", False), Metric("rate", "pages/s", "pages/s", True)],
+              note=f"stdlib html.parser; {expected:,} links in all", baseline="stdlib-ipe.async")
+
+    def speedup(table: Table, row: Row) -> str:
+        seq = table.row("sequential")
+        return fmt_ratio(seq.median("time") / row.median("time"))
+
+    t.derived = [("speedup vs loop thread", speedup)]
+    b.tables.append(t)
+
+    def check(result) -> None:
+        if sum(result) != expected:
+            raise Failed(f"wrong link count {sum(result)} != {expected}")
+
+    def reps(seconds):
+        return {"time": seconds, "rate": [count / s for s in seconds]}
+
+    async def on_loop():
+        return [W.count_links(p) for p in pages]
+
+    b.row(t, "sequential", "parse on the loop thread",
+          lambda: reps(asyncio.run(b.atimes(on_loop, check))))
+
+    def pool_async(kind):
+        with b.pool() as pool:
+            async def go():
+                if kind == "await":
+                    return await b.atimes(
+                        lambda: asyncio.gather(*[pool.run(W.count_links, p) for p in pages]),
+                        check)
+
+                async def amap():
+                    return [x async for x in pool.amap(W.count_links, pages)]
+                return await b.atimes(amap, check)
+            return reps(asyncio.run(go()))
+
+    b.row(t, "interpool.await", "interpool gather(await pool.run)", lambda: pool_async("await"))
+    b.row(t, "interpool.amap", "interpool pool.amap", lambda: pool_async("amap"))
+
+    def exec_async(kind):
+        with b.executor(kind) as ex:
+            async def go():
+                loop = asyncio.get_running_loop()
+                return await b.atimes(lambda: asyncio.gather(
+                    *[loop.run_in_executor(ex, W.count_links, p) for p in pages]), check)
+            return reps(asyncio.run(go()))
+
+    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("interpool.executor"))
+    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+          lambda: exec_async("stdlib-ipe"))
+    b.row(t, "threads.async", "ThreadPoolExecutor run_in_executor",
+          lambda: exec_async("threads"))
+    b.row(t, "processes.async", "ProcessPoolExecutor run_in_executor",
+          lambda: exec_async("processes"))
+
+    def anyio_gather():
+        async def go():
+            run, cleanup = b.anyio_runner()
+            try:
+                await b.anyio_warm(run)
+                return await b.atimes(
+                    lambda: asyncio.gather(*[run(W.count_links, p) for p in pages]), check)
+            finally:
+                cleanup()
+        return reps(asyncio.run(go()))
+
+    b.row(t, "anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather)
+
+
+# --------------------------------------------------------------- targets
+
+
+def evaluate_targets(b: Bench) -> list[Target]:
+    tables = {tb.workload + ":" + tb.title: tb for tb in b.tables}
+
+    def table(workload: str, startswith: str = "") -> Table | None:
+        for name, tb in tables.items():
+            if name.startswith(workload + ":" + startswith):
+                return tb
+        return None
+
+    def med(tb: Table | None, key: str, metric: str) -> float | None:
+        r = tb.row(key) if tb else None
+        return r.median(metric) if r else None
+
+    out: list[Target] = []
+
+    def add(name: str, value: float | None, goal: float, measured: str, *, at_most=False):
+        if value is None:
+            out.append(Target(name, None, "not measured in this run"))
+        else:
+            ok = value <= goal if at_most else value >= goal
+            out.append(Target(name, ok, measured))
+
+    tiny = table("tiny")
+    ipe = med(tiny, "stdlib-ipe", "rate")
+    ipe_async = med(tiny, "stdlib-ipe.async", "rate")
+    cs1 = med(tiny, "interpool.map", "rate")
+    best = med(tiny, "interpool.map-chunked", "rate")
+    best_row = tiny.row("interpool.map-chunked") if tiny else None
+    ppe = max(filter(None, [med(tiny, "processes", "rate"), med(tiny, "processes-chunked", "rate")]),
+              default=None)
+    best_map = max(filter(None, [cs1, best]), default=None)
+    if best_map and ipe:
+        detail = f"{best_map / ipe:.0f}x ({fmt(best_map, 'calls/s')} vs {fmt(ipe, 'calls/s')}"
+        if best_row:
+            detail += f"; best chunksize={best_row.info.get('chunksize')}"
+        if cs1:
+            detail += f"; chunksize=1: {cs1 / ipe:.0f}x"
+        add("tiny tasks via map >= 100x stdlib IPE", best_map / ipe, 100, detail + ")")
+    else:
+        add("tiny tasks via map >= 100x stdlib IPE", None, 100, "")
+    if best_map and ppe:
+        add("tiny tasks via map >= 2x ProcessPoolExecutor at its best chunksize",
+            best_map / ppe, 2,
+            f"{best_map / ppe:.2f}x ({fmt(best_map, 'calls/s')} vs {fmt(ppe, 'calls/s')})")
+    else:
+        add("tiny tasks via map >= 2x ProcessPoolExecutor at its best chunksize", None, 2, "")
+    gathered = med(tiny, "interpool.await", "rate")
+    if gathered and ipe_async:
+        add("gathered awaits >= 20x stdlib IPE via run_in_executor", gathered / ipe_async, 20,
+            f"{gathered / ipe_async:.1f}x ({fmt(gathered, 'calls/s')} vs "
+            f"{fmt(ipe_async, 'calls/s')})")
+    else:
+        add("gathered awaits >= 20x stdlib IPE via run_in_executor", None, 20, "")
+
+    lat = table("latency")
+    a, sa = med(lat, "interpool.await", "p50"), med(lat, "stdlib-ipe.async", "p50")
+    s, ss = med(lat, "interpool.submit", "p50"), med(lat, "stdlib-ipe", "p50")
+    if a and sa:
+        sync = (f"; sync submit().result(): {fmt(s, 'us')} vs {fmt(ss, 'us')} = {s / ss:.2f}"
+                if s and ss else "")
+        add("round-trip p50 (await) <= 1/5 of stdlib IPE's", a / sa, 0.2,
+            f"{fmt(a, 'us')} vs {fmt(sa, 'us')} = {a / sa:.2f} of stdlib's{sync}", at_most=True)
+    else:
+        add("round-trip p50 (await) <= 1/5 of stdlib IPE's", None, 0.2, "")
+
+    grid = table("grid")
+    seq = med(grid, "sequential", "time")
+    w = b.workers
+    scale = w / 2  # the targets are stated for 2 workers: keep the same efficiency
+    goal_best, goal_each = 1.85 * scale, 1.8 * scale
+    sh, mv = med(grid, "interpool.share", "time"), med(grid, "interpool.memoryview", "time")
+    shc = med(grid, "interpool.share-chunked", "time")
+    variants = {"share()": sh, "memoryview": mv}
+    shc_row = grid.row("interpool.share-chunked") if grid else None
+    if shc and shc_row:
+        variants[f"share() + chunksize={shc_row.info.get('chunksize')}"] = shc
+    variants = {k: v for k, v in variants.items() if v}
+    best_name = min(variants, key=variants.get) if variants else ""
+    shared_best = variants.get(best_name)
+    if seq and shared_best:
+        add(f"grid, shared: >= {goal_best:.2f}x over sequential with {w} workers",
+            seq / shared_best, goal_best,
+            f"{seq / shared_best:.3f}x (best shared-grid variant: {best_name}; chunksize=1: "
+            f"share() {seq / sh if sh else float('nan'):.2f}x, "
+            f"memoryview {seq / mv if mv else float('nan'):.2f}x)")
+    else:
+        add(f"grid, shared: >= {goal_best:.2f}x over sequential", None, goal_best, "")
+    for key, what in (("interpool.share", "share()"), ("interpool.memoryview", "memoryview")):
+        v = med(grid, key, "time")
+        if seq and v:
+            add(f"grid via {what} >= {goal_each:.2f}x over sequential", seq / v, goal_each,
+                f"{seq / v:.3f}x ({fmt(v, 's')} vs sequential {fmt(seq, 's')}, chunksize=1)")
+        else:
+            add(f"grid via {what} >= {goal_each:.2f}x over sequential", None, goal_each, "")
+
+    st = table("startup")
+    ready, bare = med(st, "interpool", "ready"), med(st, "bare-interpreter", "create")
+    ready1 = med(st, "interpool", "ready1")
+    if ready and bare:
+        one = f"; Pool(1) ready: {fmt(ready1, 'ms')}" if ready1 else ""
+        add(f"ready pool of {w} workers <= 1.5x the time to create one interpreter",
+            ready / bare, 1.5,
+            f"{ready / bare:.2f}x ({fmt(ready, 'ms')} vs {fmt(bare, 'ms')} for create+close{one})",
+            at_most=True)
+    else:
+        add(f"ready pool of {w} workers <= 1.5x one interpreter", None, 1.5, "")
+
+    mib = table("payload", "Payload: 1 MiB")
+    zc, ref = med(mib, "interpool.zero-copy", "rate"), med(mib, "stdlib-ipe", "rate")
+    if zc and ref:
+        add("1 MiB buffer round trips (zero-copy) >= 50x stdlib IPE with 1 MiB bytes",
+            zc / ref, 50,
+            f"{zc / ref:.0f}x ({fmt(zc, 'calls/s')} vs {fmt(ref, 'calls/s')})")
+    else:
+        add("1 MiB zero-copy >= 50x stdlib IPE", None, 50, "")
+    return out
+
+
+# --------------------------------------------------------------- main
+
+
+def machine_info() -> dict:
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        import interpool
+
+        version = interpool.__version__
+    except Exception as exc:
+        version = f"unavailable ({exc})"
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "process_cpu_count": cpu_count(),
+        "cpu_model": model or "unknown",
+        "python": sys.version.replace("\n", " "),
+        "python_short": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "interpool": version,
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="interpool benchmark suite")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, 1 repetition: every workload and system, briefly")
+    p.add_argument("--workers", type=int, default=cpu_count(),
+                   help="workers per pool/executor (default: os.process_cpu_count())")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="repetitions per figure (default 5; 1 with --quick)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS),
+                   help=f"comma-separated, of: {','.join(WORKLOADS)}")
+    p.add_argument("--systems", default=None,
+                   help=f"comma-separated families or row keys, of: {','.join(FAMILIES)} "
+                        "(default: all)")
+    p.add_argument("--out", default="bench-results", help="output directory")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="dump every thread's traceback and exit 1 after this many seconds "
+                        "(default: 300 with --quick, 1800 otherwise)")
+    p.add_argument("--probe", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be >= 1")
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 5
+    if args.repeat < 1:
+        p.error("--repeat must be >= 1")
+    args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    bad = [w for w in args.workloads if w not in WORKLOADS]
+    if bad:
+        p.error(f"unknown workload(s) {', '.join(bad)}; choose from {', '.join(WORKLOADS)}")
+    if args.systems is not None:
+        args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe(args.probe, args.workers)))
+        return 0
+
+    # A hang (in a pool, an executor, or at interpreter exit) must fail CI,
+    # not stall it: the watchdog stays armed through exit on purpose.
+    timeout = args.timeout or (300.0 if args.quick else 1800.0)
+    faulthandler.dump_traceback_later(timeout, exit=True)
+
+    b = Bench(args)
+    machine = machine_info()
+    command = "tools/python benchmarks/run.py" + "".join(" " + shlex.quote(a) for a in argv)
+    config = {
+        "command": command,
+        "argv": argv,
+        "workers": b.workers,
+        "repeat": b.repeat,
+        "quick": b.quick,
+        "workloads": args.workloads,
+        "systems": args.systems or "all",
+        "loadavg_before": loadavg(),
+    }
+    print(f"interpool benchmarks — {machine['date']}")
+    print(f"  {machine['cpu_count']} cores ({machine['cpu_model']}), Python "
+          f"{machine['python_short']}, interpool {machine['interpool']}")
+    print(f"  workers={b.workers} repeat={b.repeat}{' quick' if b.quick else ''}; "
+          f"output in {args.out}/")
+
+    # Peers that cannot run here: say so once.
+    if StdlibIPE is None and b.selected("stdlib-ipe"):
+        b.event("skip", "stdlib-ipe", "concurrent.futures.InterpreterPoolExecutor is missing "
+                "(Python < 3.14): no ratios against it")
+    if b.anyio is None and b.selected("anyio"):
+        b.event("skip", "anyio", f"anyio.to_interpreter {b.anyio_missing}")
+    if b.selected("aiointerpreters"):
+        try:
+            import aiointerpreters  # noqa: F401
+        except Exception:
+            b.event("skip", "aiointerpreters", "not installed (not installable here)")
+        else:
+            b.event("skip", "aiointerpreters", "installed, but this suite has no adapter for it")
+
+    busy = loadavg()
+    if busy is not None and busy > 0.5 * (os.cpu_count() or 1):
+        print(f"  note: load average {busy:.2f} on {os.cpu_count()} cores before starting: "
+              "other work is running, parallel figures will be noisy")
+    runners = {"tiny": wl_tiny, "latency": wl_latency, "startup": wl_startup,
+               "grid": wl_grid, "payload": wl_payload, "async": wl_async}
+    t_start = time.perf_counter()
+    for name in args.workloads:
+        print(f"\n[{name}]", flush=True)
+        before = len(b.tables)
+        t0 = time.perf_counter()
+        try:
+            runners[name](b)
+        except Exception as exc:
+            b.interpool_failed = True
+            detail = "".join(traceback.format_exception_only(exc)).strip()
+            b.event("error", "workload", detail, name)
+            traceback.print_exc(file=sys.stdout)
+        for tb in b.tables[before:]:
+            print(render_text(tb), flush=True)
+        elapsed = time.perf_counter() - t0
+        load = loadavg()
+        config.setdefault("loadavg_after", {})[name] = load
+        print(f"  [{name}: {elapsed:.1f}s, load average {load if load is None else round(load, 2)}]",
+              flush=True)
+
+    targets = evaluate_targets(b)
+    print("\n== Targets (informational; from this run) ==")
+    for tg in targets:
+        print(tg.line())
+
+    config["elapsed_s"] = round(time.perf_counter() - t_start, 1)
+    ensure_dir(args.out)
+    status = 0
+    try:
+        write_json(os.path.join(args.out, "results.json"), machine, config, b.tables,
+                   targets, b.events)
+        write_markdown(os.path.join(args.out, "results.md"), machine, config, b.tables,
+                       targets, b.events)
+        reason = write_chart(os.path.join(args.out, "chart.png"), b.tables, machine, b.workers)
+        if reason:
+            print(f"  chart skipped: {reason}")
+    except Exception:
+        traceback.print_exc(file=sys.stdout)
+        status = 1
+    print(f"\nwrote {args.out}/results.json, results.md, chart.png "
+          f"in {config['elapsed_s']:.0f}s")
+    if b.interpool_failed:
+        print("FAILED: interpool itself failed (see the ERROR lines above)")
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

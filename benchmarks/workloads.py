@@ -1,0 +1,260 @@
+"""Task functions and inputs of interpool's benchmark suite.
+
+Every function here is module-level so that worker interpreters, worker
+processes and stdlib interpreters can all import it by name (the benchmark
+directory is on ``sys.path``, and each system passes ``sys.path`` on).
+Inputs are generated deterministically, in-process: no files, no network.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from html.parser import HTMLParser
+
+# --------------------------------------------------------------- tiny tasks
+
+
+def identity(x):
+    return x
+
+
+def hold(seconds):
+    """Keep a worker busy for a moment (used to start lazy executors' workers)."""
+    time.sleep(seconds)
+    return seconds
+
+
+# --------------------------------------------------------------- payloads
+
+
+def length(x):
+    """The "send" task: the payload goes in, a small int comes back."""
+    return len(x)
+
+
+def echo(x):
+    """The "echo" task: the payload goes in and comes back."""
+    return x
+
+
+def make_nested(target_size: int = 10 * 1024) -> dict:
+    """A JSON-like dict/list document whose pickle is about ``target_size`` bytes."""
+    import pickle
+
+    rng = random.Random(1234)
+    doc: dict = {"version": 3, "source": "bench", "items": []}
+    while len(pickle.dumps(doc, protocol=5)) < target_size:
+        i = len(doc["items"])
+        doc["items"].append(
+            {
+                "id": i,
+                "name": f"item-{i:05d}",
+                "price": round(rng.uniform(1, 500), 2),
+                "tags": [rng.choice(("red", "green", "blue", "new", "sale")) for _ in range(3)],
+                "in_stock": rng.random() < 0.7,
+                "dims": [rng.randint(1, 100), rng.randint(1, 100)],
+            }
+        )
+    return doc
+
+
+# --------------------------------------------------------------- the guard grid
+#
+# Advent of Code 2024 day 6 style: '#' obstacles, '^' the guard, who walks up
+# and turns right in front of an obstacle until she leaves the grid.  The grid
+# is one flat bytes object of SIZE rows of SIZE cells plus '\n', so a position
+# is an int, "up" is -WIDTH and a step onto a '\n' (or past either end) leaves
+# the grid.
+
+SIZE = 130
+WIDTH = SIZE + 1
+HASH, NEWLINE = ord("#"), ord("\n")
+DELTAS = (-WIDTH, 1, WIDTH, -1)  # up, right, down, left
+
+
+def make_grid(seed: int = 2024, density: float = 0.10, path_cells: int = 4500) -> bytes:
+    """A deterministic SIZE x SIZE grid whose guard visits >= ``path_cells`` cells.
+
+    Random obstacles alone trap the guard (or let her out) within a couple
+    of hundred cells, so her path is laid first: from a start near the
+    middle she walks an outward, irregular rectangular spiral (each arm 2-5
+    cells longer than the previous parallel one, an obstacle just past each
+    arm's end), then straight out of the grid.  The cells she never steps on
+    then get seeded-random obstacles up to ``density``: they do not change
+    her path, only where a detour leads.
+    """
+    n = WIDTH * SIZE
+    rng = random.Random(seed)
+    cells = bytearray(b"." * n)
+    for r in range(SIZE):
+        cells[r * WIDTH + SIZE] = NEWLINE
+    start = (SIZE // 2 + rng.randint(-3, 3)) * WIDTH + SIZE // 2 + rng.randint(-3, 3)
+    pos, d = start, 0
+    path = {start}
+    arms = [rng.randint(1, 3), rng.randint(1, 3)]  # vertical, horizontal arm lengths
+
+    def inside(p: int) -> bool:
+        return 0 <= p < n and cells[p] != NEWLINE
+
+    while len(path) < path_cells:
+        delta = DELTAS[d]
+        length = arms[d & 1]
+        end = pos + delta * length
+        if not inside(end + 2 * delta):
+            break  # no room for this arm and its obstacle: leave now
+        for _ in range(length):
+            pos += delta
+            path.add(pos)
+        cells[pos + delta] = HASH
+        arms[d & 1] += rng.randint(2, 5)
+        d = (d + 1) & 3
+    while inside(pos + DELTAS[d]):  # straight out
+        pos += DELTAS[d]
+        path.add(pos)
+    for c in range(n):
+        if cells[c] == 46 and c not in path and rng.random() < density:
+            cells[c] = HASH
+    cells[start] = ord("^")
+    grid = bytes(cells)
+    walked = guard_path(grid)
+    assert walked is not None and len(walked) == len(path), "grid generator bug"
+    return grid
+
+
+def guard_path(grid) -> dict[int, tuple[int, int]] | None:
+    """Cells the guard visits, each mapped to the state (pos, dir) just before
+    she first steps onto it; None if she loops."""
+    pos = bytes(grid).index(b"^")
+    d = 0
+    n = len(grid)
+    first: dict[int, tuple[int, int]] = {pos: (-1, -1)}
+    seen = set()
+    while True:
+        nxt = pos + DELTAS[d]
+        if nxt < 0 or nxt >= n or grid[nxt] == NEWLINE:
+            return first
+        if grid[nxt] == HASH:
+            state = pos * 4 + d
+            if state in seen:
+                return None
+            seen.add(state)
+            d = (d + 1) & 3
+            continue
+        if nxt not in first:
+            first[nxt] = (pos, d)
+        pos = nxt
+
+
+def grid_candidates(grid) -> list[tuple[int, int, int]]:
+    """One task per cell of the guard's path (but her start): (block, pos, dir)
+    where (pos, dir) is her state just before she would first step on block."""
+    path = guard_path(grid)
+    assert path is not None
+    return [(cell, pos, d) for cell, (pos, d) in path.items() if pos >= 0]
+
+
+def guard_loops(grid, block: int, pos: int, d: int) -> bool:
+    """The per-task work: with an extra obstacle at ``block``, does the guard,
+    starting at ``pos`` facing ``d``, walk in a loop?
+
+    ``grid`` is any indexable of byte values (bytes, memoryview).  Only
+    turning states are remembered: a loop must repeat a turn.
+    """
+    n = len(grid)
+    delta = DELTAS[d]
+    seen = set()
+    while True:
+        nxt = pos + delta
+        if nxt < 0 or nxt >= n:
+            return False
+        c = grid[nxt]
+        if c == HASH or nxt == block:
+            state = pos * 4 + d
+            if state in seen:
+                return True
+            seen.add(state)
+            d = (d + 1) & 3
+            delta = DELTAS[d]
+        elif c == NEWLINE:
+            return False
+        else:
+            pos = nxt
+
+
+_GRID = None
+
+
+def set_grid(grid) -> None:
+    """ProcessPoolExecutor initializer: the grid arrives once per process."""
+    global _GRID
+    _GRID = grid
+
+
+def guard_loops_global(block: int, pos: int, d: int) -> bool:
+    """guard_loops on the grid the initializer installed."""
+    return guard_loops(_GRID, block, pos, d)
+
+
+def guard_loops_chunk(grid, chunk) -> int:
+    """Count loops over several candidates (block, pos, dir)."""
+    return sum(guard_loops(grid, b, p, d) for b, p, d in chunk)
+
+
+# --------------------------------------------------------------- crawler pages
+
+
+def make_pages(count: int, seed: int = 6) -> list[str]:
+    """``count`` generated HTML pages of ~6-12 KB, each with 20-80 links."""
+    rng = random.Random(seed)
+    words = (
+        "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
+        "incididunt ut labore et dolore magna aliqua interpreter pool worker queue"
+    ).split()
+    pages = []
+    for p in range(count):
+        parts = [
+            "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+            f"<title>Page {p}</title><link rel='stylesheet' href='/s.css'></head><body>",
+            f"<nav><a href='/'>home</a> <a href='/page/{(p + 1) % count}'>next</a></nav>",
+        ]
+        for _ in range(rng.randint(20, 80)):
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(8, 25)))
+            kind = rng.random()
+            if kind < 0.6:
+                target = rng.randint(0, count - 1)
+                parts.append(
+                    f"<p class='t'>{text} <a href='/page/{target}' title='p{target}'>"
+                    f"page {target}</a> <em>{rng.choice(words)}</em></p>"
+                )
+            elif kind < 0.8:
+                parts.append(f"<div><span>{text}</span><a name='anchor{p}'>no href</a></div>")
+            else:
+                parts.append(
+                    f"<ul><li><a href='https://example.org/{rng.randint(0, 999)}'>ext</a></li>"
+                    f"<li>{text}</li></ul>"
+                )
+        parts.append("<footer><a href='/about'>about</a></footer></body></html>")
+        pages.append("\n".join(parts))
+    return pages
+
+
+class _LinkCounter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            for name, value in attrs:
+                if name == "href" and value:
+                    self.links += 1
+                    break
+
+
+def count_links(html: str) -> int:
+    """Links (<a href=...>) in an HTML page, with the stdlib html.parser."""
+    parser = _LinkCounter()
+    parser.feed(html)
+    parser.close()
+    return parser.links
