@@ -19,7 +19,10 @@ bench:
 	$(PY) benchmarks/run.py
 
 bench-quick:
-	$(PY) benchmarks/run.py --quick
+	$(PY) benchmarks/run.py --quick --out /tmp/interpool-bench-quick
+
+examples:
+	$(PYTEST) tests/test_examples.py
 
 # AddressSanitizer + UBSan build of the extension, then the suite (slow).
 asan:

@@ -24,6 +24,7 @@ R = TypeVar("R")
 
 _pool_counter = itertools.count(1)
 _NO_PREFIX: tuple[()] = ()
+_MAP_BATCH = 64  # results a map consumer waits for per wake-up
 
 
 def _default_workers() -> int:
@@ -296,7 +297,9 @@ class Pool(AsyncPoolMethods):
             while index < submitted:
                 while index not in arrived:
                     remaining = None if end_time is None else end_time - time.monotonic()
-                    if sink.wait(remaining if remaining is None or remaining > 0 else 0):
+                    # Wake per batch, not per result: the workers keep the cores.
+                    batch = 1 if feed is not None else _MAP_BATCH
+                    if sink.wait(remaining if remaining is None or remaining > 0 else 0, batch):
                         for i, ok, value in sink.drain():
                             arrived[i] = (ok, value)
                     elif remaining is not None and remaining <= 0:

@@ -20,7 +20,9 @@ struct ip_sink {
     atomic_int ready;          /* done list non-empty (spin target) */
     atomic_long outstanding;   /* expected and not yet consumed */
     ip_task *head, *tail;      /* done list, FIFO */
-    int waiting;               /* a consumer sleeps on cond */
+    int waiting;               /* consumers sleeping on cond */
+    Py_ssize_t ndone;          /* length of the done list */
+    Py_ssize_t want;           /* wake a sleeping consumer at this many */
     int signalled;             /* efd written since the last drain */
     int closed;
     int orphaned;              /* its Completions object is gone */
@@ -133,8 +135,9 @@ ip_sink_push(ip_sink *s, ip_task *t)
         s->head = t;
     }
     s->tail = t;
+    s->ndone++;
     atomic_store_explicit(&s->ready, 1, memory_order_release);
-    wake_cond = s->waiting;
+    wake_cond = s->waiting && s->ndone >= s->want;
     wake_fd = s->efd >= 0 && !s->signalled;
     if (wake_fd) {
         s->signalled = 1;
@@ -167,6 +170,7 @@ sink_take_all(ip_sink *s)
     pthread_mutex_lock(&s->mu);
     ip_task *head = s->head;
     s->head = s->tail = NULL;
+    s->ndone = 0;
     s->signalled = 0;
     atomic_store_explicit(&s->ready, 0, memory_order_relaxed);
     pthread_mutex_unlock(&s->mu);
@@ -477,20 +481,26 @@ completions_detach(PyObject *op, PyObject *Py_UNUSED(ignored))
 
 PyDoc_STRVAR(wait_doc,
 "wait($self, timeout=None, /)\n--\n\n"
-"Sleep until a task has finished, the sink is closed with nothing\n"
-"outstanding, or timeout seconds pass.  Return True when something finished.\n"
-"Releases the GIL.");
+"Sleep until a task has finished (with batch > 1: until that many have,\n"
+"or all that are outstanding), the sink is closed with nothing outstanding,\n"
+"or timeout seconds pass.  Return True when something finished.  Releases\n"
+"the GIL.  Batching lets a consumer that only needs throughput (map) wake\n"
+"once per batch instead of taking a core from the workers per result.");
 
 static PyObject *
 completions_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ip_sink *s = ((CompletionsObject *)op)->sink;
     double timeout = -1;
-    if (nargs > 1) {
-        PyErr_SetString(PyExc_TypeError, "wait() takes at most 1 argument");
+    Py_ssize_t batch = 1;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "wait() takes at most 2 arguments");
         return NULL;
     }
-    if (nargs == 1 && args[0] != Py_None) {
+    if (nargs == 2 && ((batch = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    if (nargs >= 1 && args[0] != Py_None) {
         timeout = PyFloat_AsDouble(args[0]);
         if (timeout == -1 && PyErr_Occurred()) {
             return NULL;
@@ -499,12 +509,20 @@ completions_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             timeout = 0;
         }
     }
-    if (atomic_load_explicit(&s->ready, memory_order_acquire)) {
+    if (batch <= 1 && atomic_load_explicit(&s->ready, memory_order_acquire)) {
         Py_RETURN_TRUE;
+    }
+    Py_ssize_t want = batch;
+    Py_ssize_t expected = atomic_load(&s->outstanding);
+    if (want > expected) {
+        want = expected;
+    }
+    if (want < 1) {
+        want = 1;
     }
     int ready;
     Py_BEGIN_ALLOW_THREADS
-    ready = timeout != 0 && ip_spin_while_zero(&s->ready);
+    ready = timeout != 0 && want == 1 && ip_spin_while_zero(&s->ready);
     if (!ready) {
         struct timespec deadline;
         if (timeout > 0) {
@@ -518,8 +536,10 @@ completions_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         pthread_mutex_lock(&s->mu);
-        while (s->head == NULL && timeout != 0 &&
+        while (s->ndone < want && timeout != 0 &&
                !(s->closed && atomic_load(&s->outstanding) == 0)) {
+            /* With several sleepers, any result wakes them. */
+            s->want = s->waiting ? 1 : want;
             s->waiting++;
             int rc = timeout < 0 ? pthread_cond_wait(&s->cond, &s->mu)
                                  : pthread_cond_timedwait(&s->cond, &s->mu, &deadline);
