@@ -72,11 +72,6 @@ def sum_shared(value):
     return sum(value)
 
 
-def slow_sum(seconds, value):
-    time.sleep(seconds)
-    return sum(value)
-
-
 def block_on_file(path, timeout=60.0):
     """Occupy a worker until `path` exists."""
     import os
@@ -139,10 +134,6 @@ def unstash():
     return n
 
 
-def stash_count():
-    return len(_STASH)
-
-
 def first_byte(view):
     return view[0]
 
@@ -192,7 +183,7 @@ def q_ready_then_get(ready, q, timeout=60.0):
     return q.get(timeout=timeout)
 
 
-def q_produce(q, n, done=None):
+def q_produce(q, n):
     """Put 0..n-1 into a (maybe bounded) queue; with a sentinel None at the end."""
     for i in range(n):
         q.put(i, timeout=60)

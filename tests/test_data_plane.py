@@ -623,11 +623,14 @@ def test_queue_from_worker_buffer_content(solo):
     base = counts()
     q = interpool.Queue()
     assert solo.submit(hd.q_put_buffer, q, 4, 9).result(timeout=60) is True
-    view = q.get(timeout=60)
-    assert isinstance(view, memoryview) and not view.readonly
-    assert bytes(view) == b"\x09" * 4
-    view[0] = 1
-    del view, q
+    # A worker's buffer would dangle once its interpreter ends, so items a
+    # worker puts are copies (only the main interpreter shares zero-copy;
+    # SharedBuffer is shared both ways).
+    item = q.get(timeout=60)
+    assert isinstance(item, bytearray)
+    assert bytes(item) == b"\x09" * 4
+    assert counts()["exports"] == base["exports"]
+    del item, q
     flush_worker_exports(solo)
     settle(base, ["exports", "queues"])
 
@@ -808,14 +811,6 @@ def test_exit_while_views_and_shared_values_in_flight(tmp_path):
 # ================================================================== known bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a worker-owned export dropped in main is deferred to the worker "
-        "(data.c export_destroy), which releases it only at its next Queue.put "
-        "or submit (ip_release_deferred); an idle worker never does"
-    ),
-)
 def test_worker_buffer_received_in_main_is_released(solo):
     """A worker's bytearray put into a Queue arrives in main as a view; once
     main drops it, the export must be released even if that worker stays idle."""
@@ -831,14 +826,6 @@ def test_worker_buffer_received_in_main_is_released(solo):
         flush_worker_exports(solo)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a worker-owned export (worker's bytearray put into a Queue, got in "
-        "main) is never released once the worker's interpreter has ended: "
-        "data.c export_destroy defers it to e->owner, which no longer exists"
-    ),
-)
 def test_worker_owned_export_released_after_pool_shutdown(tmp_path):
     # In a subprocess: the leaked export names a dead interpreter, which can
     # crash a later interpreter (see the next test).
@@ -887,29 +874,12 @@ WORKER_EXPORT_OUTLIVES_WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: use-after-free: a deferred export whose owner interpreter ended is "
-        "released by a later interpreter allocated at the same address "
-        "(data.c ip_release_deferred compares PyInterpreterState pointers), "
-        "freeing a dead interpreter's bytearray: 'double free or corruption'"
-    ),
-)
 def test_worker_export_outliving_worker_does_not_crash(tmp_path):
     r = run_python(["-c", WORKER_EXPORT_OUTLIVES_WORKER], cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a Shared handle decoded in the caller (put into a Queue, got in "
-        "main) caches a copy in the main interpreter's shared_cache, which only "
-        "worker loops purge (ip_shared_purge): the copy and the value leak forever"
-    ),
-)
 def test_shared_handle_through_queue_to_main_is_freed(pool):
     base = counts()
     h = pool.share([1, 2, 3])
@@ -921,15 +891,6 @@ def test_shared_handle_through_queue_to_main_is_freed(pool):
     settle(base, ["shared", "shared_copies", "queues"], timeout=1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a task removed by Future.cancel() keeps its payload (and so the "
-        "pins of its zero-copy buffers and shared values) until the Future is "
-        "garbage: pool.c handle_cancel unlinks the task but the TaskHandle's "
-        "reference keeps t->payload; the caller's bytearray stays unresizable"
-    ),
-)
 def test_cancelled_task_releases_its_buffer(solo, tmp_path):
     base = counts()
     gate = tmp_path / "go"
@@ -946,14 +907,6 @@ def test_cancelled_task_releases_its_buffer(solo, tmp_path):
     del f
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: tasks dropped by shutdown(cancel_futures=True) keep their payload "
-        "(export pins) while their cancelled Futures live: the caller's "
-        "bytearray stays unresizable after shutdown returned"
-    ),
-)
 def test_cancel_futures_at_shutdown_releases_buffers(tmp_path):
     base = counts()
     p = interpool.Pool(1)
@@ -978,14 +931,6 @@ def _concurrent_pool():
         pytest.skip("Pool has no concurrency option")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: with concurrency > 1 the worker runs _serve.serve() instead of the C "
-        "loop in worker.c, so ip_shared_purge never runs: copies of released "
-        "shared values stay in the workers until they exit"
-    ),
-)
 def test_release_purges_copies_in_concurrent_pool():
     p = _concurrent_pool()
     try:
@@ -999,14 +944,6 @@ def test_release_purges_copies_in_concurrent_pool():
         p.shutdown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: release() only wakes the pool that made the handle (its waker is "
-        "that pool's core.wake); idle workers of another pool the handle was "
-        "passed to keep their copy until they next take a task"
-    ),
-)
 def test_release_purges_copies_in_another_pool_that_used_the_handle(solo):
     base = counts()
     other = interpool.Pool(1)

@@ -84,6 +84,7 @@ typedef struct {
     PyTypeObject *WorkerContextType;   /* worker side: the pool, seen from a worker */
     PyTypeObject *WorkerTaskType;
     ip_owner *owner;               /* this interpreter's worker count */
+    int is_worker;                 /* this interpreter is a pool worker */
     void *shared_cache;            /* this interpreter's copies of shared values */
     long shared_epoch_seen;
 } ip_state;
@@ -210,6 +211,8 @@ void ip_shared_purge(ip_state *st);
 void ip_release_deferred(void);
 /* Process-wide counts of live data-plane objects, added to `counts`. */
 int ip_data_counts(PyObject *counts);
+/* Wake the idle workers of every pool in the process for upkeep. */
+void ip_wake_all_pools(void);
 /* Bumped whenever a shared value is released (workers then purge). */
 extern atomic_long ip_shared_epoch;
 int ip_sink_module_init(PyObject *module, ip_state *st);

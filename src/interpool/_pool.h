@@ -10,7 +10,7 @@ typedef struct ip_slot {
     int waiting;                /* its loop waits for tasks: write efd on enqueue */
 } ip_slot;
 
-typedef struct {
+typedef struct ip_pool_s {
     pthread_mutex_t mu;
     pthread_cond_t work;        /* a task was queued, or stopping */
     pthread_cond_t changed;     /* a worker became ready or exited */
@@ -29,6 +29,7 @@ typedef struct {
     long loop_factory;          /* fn id of the workers' loop factory, or -1 */
     ip_slot *slots;             /* nworkers */
     ip_owner *owner;            /* the creating interpreter's worker count */
+    struct ip_pool_s *next_live, *prev_live;   /* all live pools (live_mu) */
     /* configuration, immutable once started */
     char **sys_path;
     Py_ssize_t n_path;

@@ -170,7 +170,7 @@ class Pool(AsyncPoolMethods):
         ValueError.  Any codec value can be shared.
         """
         self._check_open()
-        return _core.Shared(value, self._core.wake)
+        return _core.Shared(value)
 
     # ------------------------------------------------------------ internals
 

@@ -151,15 +151,12 @@ async def _serve(ctx: Any) -> None:
                 if cancel_all or wt.cancel_requested:
                     task.cancel()
             free = concurrency - len(running)
-            if free > 0 and not cancel_all:
-                for wt in ctx.take(free):
-                    start(wt)
+            # take() also drops copies of released shared values, so call it
+            # on every wake-up, even with no room for a task.
+            for wt in ctx.take(free if free > 0 and not cancel_all else 0):
+                start(wt)
             if ctx.stopping and not running:
                 return
-            if len(running) < concurrency and not ctx.stopping and not cancel_all:
-                # more may be queued already (take() got fewer than free only
-                # when the queue was empty; it then arms the eventfd)
-                pass
             waiter[0] = loop.create_future()
             await waiter[0]
             waiter[0] = None

@@ -224,8 +224,11 @@ queue_put(PyObject *op, PyObject *args, PyObject *kwds)
     if (it == NULL) {
         return PyErr_NoMemory();
     }
+    /* Zero-copy only from the main interpreter, which outlives every
+     * reader: a worker's buffer would dangle once its interpreter ends, so
+     * a worker's items are copied (SharedBuffer is always shared). */
     int saved = ip_tls_share_buffers;
-    ip_tls_share_buffers = 1;
+    ip_tls_share_buffers = PyInterpreterState_Get() == PyInterpreterState_Main();
     int rc = ip_encode(st, &it->data, item);
     ip_tls_share_buffers = saved;
     if (rc < 0) {

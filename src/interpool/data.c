@@ -194,6 +194,11 @@ ip_data_traverse(ip_state *st, visitproc visit, void *arg)
 static PyObject *
 shared_value_here(ip_state *st, ip_shared *sv)
 {
+    if (!st->is_worker) {
+        /* e.g. a handle that came back through a Queue: no cache here,
+         * since only workers purge released values. */
+        return ip_decode_buf(st, &sv->data);
+    }
     shared_cache *cache = st->shared_cache;
     if (cache == NULL) {
         cache = st->shared_cache = PyMem_RawCalloc(1, sizeof(shared_cache));
@@ -240,6 +245,7 @@ shared_release(SharedObject *self)
         return;
     }
     atomic_fetch_add_explicit(&ip_shared_epoch, 1, memory_order_release);
+    ip_wake_all_pools();   /* idle workers of every pool drop their copies now */
     if (self->waker != NULL) {
         PyObject *r = PyObject_CallNoArgs(self->waker);
         if (r == NULL) {

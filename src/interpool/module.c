@@ -191,6 +191,7 @@ static void
 ip_free(void *module)
 {
     ip_state *st = ip_get_state((PyObject *)module);
+    ip_release_deferred();   /* this interpreter's buffers, while it can */
     (void)ip_clear((PyObject *)module);
     if (st->owner != NULL) {
         ip_owner_decref(st->owner);

@@ -46,6 +46,32 @@ extern atomic_long ip_live_tasks;
 
 /* ------------------------------------------------------------ raw pool */
 
+/* Every live pool, so a released shared value can wake all their workers. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static ip_pool *live_head;
+
+static void wake_loops_locked(ip_pool *p, int all);
+
+static void
+wake_pool(ip_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+    p->wake_seq++;
+    pthread_cond_broadcast(&p->work);
+    wake_loops_locked(p, 1);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void
+ip_wake_all_pools(void)
+{
+    pthread_mutex_lock(&live_mu);
+    for (ip_pool *p = live_head; p != NULL; p = p->next_live) {
+        wake_pool(p);
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
 static ip_pool *
 pool_new(void)
 {
@@ -53,6 +79,13 @@ pool_new(void)
     if (p == NULL) {
         return NULL;
     }
+    pthread_mutex_lock(&live_mu);
+    p->next_live = live_head;
+    if (live_head != NULL) {
+        live_head->prev_live = p;
+    }
+    live_head = p;
+    pthread_mutex_unlock(&live_mu);
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -71,6 +104,17 @@ ip_pool_decref(ip_pool *p)
     if (atomic_fetch_sub_explicit(&p->refcnt, 1, memory_order_acq_rel) != 1) {
         return;
     }
+    pthread_mutex_lock(&live_mu);
+    if (p->prev_live) {
+        p->prev_live->next_live = p->next_live;
+    }
+    else {
+        live_head = p->next_live;
+    }
+    if (p->next_live) {
+        p->next_live->prev_live = p->prev_live;
+    }
+    pthread_mutex_unlock(&live_mu);
     /* Workers drain the queue before exiting, so it is empty here. */
     for (Py_ssize_t i = 0; i < p->n_path; i++) {
         PyMem_RawFree(p->sys_path[i]);
@@ -199,6 +243,7 @@ deliver_dropped(ip_task *t, int status, const ip_buf *msg)
     while (t != NULL) {
         ip_task *next = t->next;
         t->prev = t->next = NULL;
+        ip_buf_free(&t->payload);   /* never runs: unpin its arguments now */
         t->status = status;
         t->result.len = 0;
         if (msg != NULL && msg->len) {
@@ -288,6 +333,7 @@ handle_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     }
     pthread_mutex_unlock(&p->mu);
     if (removed) {
+        ip_buf_free(&t->payload);   /* never runs: unpin its arguments now */
         ip_completions_unbind(self->completions, t->seq);
         ip_sink_expect(t->sink, -1);
         ip_task_decref(t);   /* the pipeline reference */
@@ -684,6 +730,7 @@ discard_tasks(ip_completions *c, ip_task *t)
         if (c != NULL) {
             ip_completions_unbind(c, t->seq);
         }
+        ip_buf_free(&t->payload);
         ip_task_decref(t);
         t = next;
     }
@@ -854,11 +901,7 @@ PyDoc_STRVAR(wake_doc,
 static PyObject *
 poolcore_wake(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    ip_pool *p = get_pool(op);
-    pthread_mutex_lock(&p->mu);
-    p->wake_seq++;
-    pthread_cond_broadcast(&p->work);
-    pthread_mutex_unlock(&p->mu);
+    wake_pool(get_pool(op));
     Py_RETURN_NONE;
 }
 
@@ -992,7 +1035,9 @@ poolcore_join(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     if (parse_timeout(args, nargs, &timeout) < 0) {
         return NULL;
     }
-    return PyBool_FromLong(wait_until(get_pool(op), pred_exited, timeout));
+    int exited = wait_until(get_pool(op), pred_exited, timeout);
+    ip_release_deferred();
+    return PyBool_FromLong(exited);
 }
 
 PyDoc_STRVAR(wait_ready_doc,
@@ -1156,6 +1201,7 @@ join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     pthread_mutex_unlock(&o->mu);
     Py_END_ALLOW_THREADS
+    ip_release_deferred();   /* the workers' views are gone now */
     return PyBool_FromLong(done);
 }
 

@@ -336,6 +336,7 @@ worker_body(ip_pool *p, int index)
         goto done;
     }
     ip_state *st = ip_get_state(mod);
+    st->is_worker = 1;
     ctx = context_new(st, p, index);
     if (ctx == NULL) {
         break_with_current_exception(p, "interpool: a worker could not start:\n");
@@ -516,6 +517,7 @@ context_take(PyObject *op, PyObject *arg)
     if (n == -1 && PyErr_Occurred()) {
         return NULL;
     }
+    ip_shared_purge(ctx->st);   /* drop copies of released shared values */
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         return NULL;
