@@ -29,12 +29,10 @@ import contextlib
 import datetime
 import faulthandler
 import gc
-import itertools
 import json
 import os
 import platform
 import shlex
-import statistics
 import subprocess
 import sys
 import time
@@ -150,6 +148,60 @@ class Failed(Exception):
     """A system produced a wrong answer."""
 
 
+class Case:
+    """One system in one table: ``gen(info)`` is a generator that sets the
+    system up, then yields one repetition's {metric: value} per next();
+    closing it tears the system down."""
+
+    def __init__(self, key: str, label: str, gen, baseline: str | None) -> None:
+        self.key, self.label, self.gen_fn, self.baseline = key, label, gen, baseline
+        self.info: dict = {}
+        self.reps: dict[str, list[float]] = {}
+        self.it = None
+        self.failed = False
+        self.wall = 0.0
+
+
+def timed(run, check=None) -> float:
+    """Seconds for one run() (check(result) validates it, untimed)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    result = run()
+    dt = time.perf_counter() - t0
+    if check is not None:
+        check(result)
+    return dt
+
+
+async def atimed(run, check=None) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    result = await run()
+    dt = time.perf_counter() - t0
+    if check is not None:
+        check(result)
+    return dt
+
+
+def on_loop(setup, rep, teardown=None):
+    """A repetition generator for an async system, on one event loop kept for
+    all its repetitions: setup() and teardown() are coroutine functions,
+    rep() a coroutine function returning one repetition's metrics."""
+    loop = asyncio.new_event_loop()
+    try:
+        if setup is not None:
+            loop.run_until_complete(setup())
+        while True:
+            yield loop.run_until_complete(rep())
+    finally:
+        try:
+            if teardown is not None:
+                loop.run_until_complete(teardown())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.workers: int = args.workers
@@ -160,6 +212,7 @@ class Bench:
         self.events: list[dict] = []
         self.interpool_failed = False
         self.anyio, self.anyio_missing = load_anyio()
+        self._cases: list[Case] = []
 
     # ---- selection, events
 
@@ -185,58 +238,72 @@ class Bench:
             return False
         return True
 
-    # ---- rows
+    # ---- measuring
 
-    def row(self, table: Table, key: str, label: str, fn, *, baseline: str | None = None):
-        """Measure one system: fn() returns {metric: [one value per repetition]}
-        (or a (reps, info) pair).  Errors become an ERROR line and no row."""
-        if not self.selected(key) or not self.available(key):
-            return None
-        t0 = time.perf_counter()
-        gc.collect()
+    def case(self, key: str, label: str, gen, *, baseline: str | None = None) -> None:
+        """Add a system to the table being measured (see Case)."""
+        if self.selected(key) and self.available(key):
+            self._cases.append(Case(key, label, gen, baseline))
+
+    def _fail(self, table: Table, c: Case, exc: BaseException) -> None:
+        c.failed = True
+        if c.key.startswith("interpool"):
+            self.interpool_failed = True
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        self.event("error", c.label, detail, table.workload)
+        if os.environ.get("INTERPOOL_BENCH_TRACEBACK"):
+            traceback.print_exception(exc, file=sys.stdout)
+        self._close(table, c)
+
+    def _close(self, table: Table, c: Case) -> None:
+        it, c.it = c.it, None
+        if it is None:
+            return
         try:
-            out = fn()
+            it.close()
         except Exception as exc:
-            if key.startswith("interpool"):
-                self.interpool_failed = True
-            detail = "".join(traceback.format_exception_only(exc)).strip()
-            self.event("error", label, detail, table.workload)
-            if os.environ.get("INTERPOOL_BENCH_TRACEBACK"):
-                traceback.print_exc(file=sys.stdout)
-            return None
-        reps, info = out if isinstance(out, tuple) else (out, {})
-        info = dict(info, wall_s=round(time.perf_counter() - t0, 3))
-        r = Row(key, label, reps, baseline=baseline, info=info)
-        table.rows.append(r)
-        m = next((m for m in table.metrics if reps.get(m.name)), table.primary)
-        print(f"  · {label:<52} {fmt(r.median(m.name), m.unit):>14}"
-              f"   ({info['wall_s']:.1f}s)", flush=True)
-        return r
+            if not c.failed:
+                self._fail(table, c, exc)
 
-    def times(self, run, check=None) -> list[float]:
-        """Seconds for run(), once per repetition (check(result) validates)."""
-        out = []
-        for _ in range(self.repeat):
-            gc.collect()
-            t0 = time.perf_counter()
-            result = run()
-            dt = time.perf_counter() - t0
-            if check is not None:
-                check(result)
-            out.append(dt)
-        return out
+    def measure(self, table: Table) -> None:
+        """Run the cases added since the last call, then add their rows.
 
-    async def atimes(self, run, check=None) -> list[float]:
-        out = []
-        for _ in range(self.repeat):
-            gc.collect()
+        Repetitions are interleaved (round r runs every system once, in
+        alternating order), so that load from elsewhere on the machine
+        lands on all systems alike rather than on whichever ran then.
+        """
+        cases, self._cases = self._cases, []
+        self.tables.append(table)
+        for r in range(self.repeat):
+            for c in (cases if r % 2 == 0 else cases[::-1]):
+                if c.failed:
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    if c.it is None:
+                        c.it = c.gen_fn(c.info)
+                    out = next(c.it)
+                except StopIteration:
+                    self._fail(table, c, RuntimeError("the case ended early"))
+                except Exception as exc:
+                    self._fail(table, c, exc)
+                else:
+                    for k, v in out.items():
+                        c.reps.setdefault(k, []).append(v)
+                c.wall += time.perf_counter() - t0
+        for c in reversed(cases):  # tear down, newest first
             t0 = time.perf_counter()
-            result = await run()
-            dt = time.perf_counter() - t0
-            if check is not None:
-                check(result)
-            out.append(dt)
-        return out
+            self._close(table, c)
+            c.wall += time.perf_counter() - t0
+        for c in cases:
+            if c.failed:
+                continue
+            label = c.info.pop("label", c.label)
+            c.info["wall_s"] = round(c.wall, 3)
+            table.rows.append(Row(c.key, label, c.reps, baseline=c.baseline, info=c.info))
+            m = next((m for m in table.metrics if c.reps.get(m.name)), table.primary)
+            print(f"  · {label:<56} {fmt(table.rows[-1].median(m.name), m.unit):>14}"
+                  f"   ({c.wall:.1f}s)", flush=True)
 
     # ---- systems
 
@@ -278,43 +345,43 @@ class Bench:
         finally:
             ex.shutdown(wait=True)
 
-    def best_chunksize(self, run, candidates) -> tuple[int, dict]:
+    def best_chunksize(self, run, candidates, info: dict) -> int:
         """The chunksize among candidates with the shortest run (best of 2)."""
-        trials = {}
+        trials: dict[int, float] = {}
         for cs in candidates:
             for _ in range(1 if self.quick else 2):
-                gc.collect()
-                t0 = time.perf_counter()
-                run(cs)
-                dt = time.perf_counter() - t0
+                dt = timed(lambda: run(cs))
                 trials[cs] = min(dt, trials.get(cs, dt))
         best = min(trials, key=trials.get)
-        return best, {"chunksize": best, "calibration_s": trials}
+        info.update(chunksize=best, calibration_s=trials)
+        return best
 
     @property
     def chunk_candidates(self) -> tuple[int, ...]:
         return (16, 256) if self.quick else (16, 256, 1024)
 
-    def anyio_runner(self):
-        """(run(fn, *args) coroutine bounded to `workers` calls, cleanup) for the
-        running loop: an outer semaphore keeps anyio from creating one
-        interpreter per pending call."""
+    def anyio_gen(self, rep, setup_extra=None):
+        """on_loop() for anyio.to_interpreter: rep(run) gets a run(fn, *args)
+        coroutine bounded to `workers` calls at once (an outer semaphore:
+        anyio alone would create one interpreter per pending call)."""
         anyio, ti = self.anyio
-        limiter = anyio.CapacityLimiter(self.workers)
-        sem = asyncio.Semaphore(self.workers)
+        state: dict = {}
 
-        async def run(fn, *args):
-            async with sem:
-                return await ti.run_sync(fn, *args, limiter=limiter)
+        async def setup():
+            limiter = anyio.CapacityLimiter(self.workers)
+            sem = asyncio.Semaphore(self.workers)
 
-        return run, (lambda: anyio_cleanup(ti))
+            async def run(fn, *args):
+                async with sem:
+                    return await ti.run_sync(fn, *args, limiter=limiter)
 
-    async def anyio_warm(self, run) -> None:
-        await asyncio.gather(*(run(W.hold, 0.02) for _ in range(2 * self.workers)))
+            state["run"] = run
+            await asyncio.gather(*(run(W.hold, 0.02) for _ in range(2 * self.workers)))
 
+        async def teardown():
+            anyio_cleanup(ti)
 
-def rate_reps(seconds: list[float], n: int) -> dict:
-    return {"rate": [n / s for s in seconds], "time": seconds}
+        return on_loop(setup, lambda: rep(state["run"]), teardown)
 
 
 def check_sum(n: int):
@@ -336,110 +403,117 @@ def wl_tiny(b: Bench) -> None:
     t = Table("tiny", f"Tiny tasks: {n:,} calls of identity(i)",
               [Metric("rate", "throughput", "calls/s", True)],
               note="Throughput in calls/s")
-    b.tables.append(t)
     items = range(n)
     check = check_sum(n)
 
-    b.row(t, "sequential", "sequential (plain loop)",
-          lambda: rate_reps(b.times(lambda: [W.identity(i) for i in items], check), n))
+    def rate(seconds: float) -> dict:
+        return {"rate": n / seconds, "time": seconds}
+
+    def sequential(info):
+        while True:
+            yield rate(timed(lambda: [W.identity(i) for i in items], check))
+
+    b.case("sequential", "sequential (plain loop)", sequential)
 
     def pool_map(chunked: bool):
+        def gen(info):
+            with b.pool() as pool:
+                cs = 1
+                if chunked:
+                    cs = b.best_chunksize(
+                        lambda c: list(pool.map(W.identity, items, chunksize=c)),
+                        b.chunk_candidates, info)
+                    info["label"] = f"interpool Pool.map (best chunksize={cs})"
+                while True:
+                    yield rate(timed(
+                        lambda: list(pool.map(W.identity, items, chunksize=cs)), check))
+        return gen
+
+    b.case("interpool.map", "interpool Pool.map (chunksize=1)", pool_map(False))
+    b.case("interpool.map-chunked", "interpool Pool.map (best chunksize)", pool_map(True))
+
+    def pool_submit(info):
         with b.pool() as pool:
-            info = {}
-            cs = 1
-            if chunked:
-                cs, info = b.best_chunksize(
-                    lambda c: list(pool.map(W.identity, items, chunksize=c)),
-                    b.chunk_candidates)
-            return rate_reps(b.times(lambda: list(pool.map(W.identity, items, chunksize=cs)),
-                                     check), n), info
+            while True:
+                yield rate(timed(
+                    lambda: [f.result() for f in [pool.submit(W.identity, i) for i in items]],
+                    check))
 
-    b.row(t, "interpool.map", "interpool Pool.map (chunksize=1)", lambda: pool_map(False))
-    r = b.row(t, "interpool.map-chunked", "interpool Pool.map (best chunksize)",
-              lambda: pool_map(True))
-    if r:
-        r.label = f"interpool Pool.map (best chunksize={r.info['chunksize']})"
-
-    def pool_submit():
-        with b.pool() as pool:
-            return rate_reps(b.times(
-                lambda: [f.result() for f in [pool.submit(W.identity, i) for i in items]],
-                check), n)
-
-    b.row(t, "interpool.submit", "interpool Pool.submit + result()", pool_submit)
+    b.case("interpool.submit", "interpool Pool.submit + result()", pool_submit)
 
     def pool_async(kind: str):
-        with b.pool() as pool:
-            async def go():
-                if kind == "await":
-                    return await b.atimes(
-                        lambda: asyncio.gather(*[pool.run(W.identity, i) for i in items]), check)
+        def gen(info):
+            with b.pool() as pool:
+                async def setup():
+                    await pool.run(W.identity, 0)
 
-                window = 1024 if kind == "amap-wide" else None
+                async def rep():
+                    if kind == "await":
+                        return rate(await atimed(
+                            lambda: asyncio.gather(*[pool.run(W.identity, i) for i in items]),
+                            check))
+                    window = 1024 if kind == "amap-wide" else None
 
-                async def amap():
-                    return [x async for x in pool.amap(W.identity, items, window=window)]
-                return await b.atimes(amap, check)
-            return rate_reps(asyncio.run(go()), n)
+                    async def amap():
+                        return [x async for x in pool.amap(W.identity, items, window=window)]
+                    return rate(await atimed(amap, check))
 
-    b.row(t, "interpool.await", "interpool gather(await pool.run)", lambda: pool_async("await"),
-          baseline="stdlib-ipe.async")
-    b.row(t, "interpool.amap", "interpool pool.amap (default window)",
-          lambda: pool_async("amap"), baseline="stdlib-ipe.async")
-    b.row(t, "interpool.amap-wide", "interpool pool.amap (window=1024)",
-          lambda: pool_async("amap-wide"), baseline="stdlib-ipe.async")
+                yield from on_loop(setup, rep)
+        return gen
+
+    b.case("interpool.await", "interpool gather(await pool.run)", pool_async("await"),
+           baseline="stdlib-ipe.async")
+    b.case("interpool.amap", "interpool pool.amap (default window)", pool_async("amap"),
+           baseline="stdlib-ipe.async")
+    b.case("interpool.amap-wide", "interpool pool.amap (window=1024)", pool_async("amap-wide"),
+           baseline="stdlib-ipe.async")
 
     def exec_map(kind: str, chunked: bool = False):
-        with b.executor(kind) as ex:
-            info = {}
-            cs = 1
-            if chunked:
-                cs, info = b.best_chunksize(
-                    lambda c: list(ex.map(W.identity, items, chunksize=c)), b.chunk_candidates)
-                # chunksize=1 is a row of its own; count it among the candidates
-                one = t.row(kind.replace("-chunked", ""))
-                if one is not None:
-                    info["calibration_s"][1] = statistics.median(one.reps["time"])
-                    if info["calibration_s"][1] < info["calibration_s"][cs]:
-                        cs = info["chunksize"] = 1
-            return rate_reps(b.times(lambda: list(ex.map(W.identity, items, chunksize=cs)),
-                                     check), n), info
+        def gen(info):
+            with b.executor(kind) as ex:
+                cs = 1
+                if chunked:
+                    cs = b.best_chunksize(
+                        lambda c: list(ex.map(W.identity, items, chunksize=c)),
+                        b.chunk_candidates, info)
+                    info["label"] = (f"ProcessPoolExecutor.map (best chunksize={cs} of "
+                                     f"{'/'.join(map(str, b.chunk_candidates))})")
+                while True:
+                    yield rate(timed(
+                        lambda: list(ex.map(W.identity, items, chunksize=cs)), check))
+        return gen
 
     def exec_async(kind: str):
-        with b.executor(kind) as ex:
-            async def go():
-                loop = asyncio.get_running_loop()
-                return await b.atimes(lambda: asyncio.gather(
-                    *[loop.run_in_executor(ex, W.identity, i) for i in items]), check)
-            return rate_reps(asyncio.run(go()), n)
+        def gen(info):
+            with b.executor(kind) as ex:
+                async def rep():
+                    loop = asyncio.get_running_loop()
+                    return rate(await atimed(lambda: asyncio.gather(
+                        *[loop.run_in_executor(ex, W.identity, i) for i in items]), check))
+                yield from on_loop(None, rep)
+        return gen
 
-    b.row(t, "interpool.executor", "interpool.InterpreterPoolExecutor.map",
-          lambda: exec_map("interpool.executor"))
-    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("interpool.executor"), baseline="stdlib-ipe.async")
-    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor.map", lambda: exec_map("stdlib-ipe"))
-    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
-    b.row(t, "threads", "ThreadPoolExecutor.map", lambda: exec_map("threads"))
-    b.row(t, "processes", "ProcessPoolExecutor.map (chunksize=1)", lambda: exec_map("processes"))
-    r = b.row(t, "processes-chunked", "ProcessPoolExecutor.map (best chunksize)",
-              lambda: exec_map("processes-chunked", chunked=True))
-    if r:
-        r.label = f"ProcessPoolExecutor.map (best chunksize={r.info['chunksize']})"
+    b.case("interpool.executor", "interpool.InterpreterPoolExecutor.map",
+           exec_map("interpool.executor"))
+    b.case("interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+           exec_async("interpool.executor"), baseline="stdlib-ipe.async")
+    b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor.map", exec_map("stdlib-ipe"))
+    b.case("stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+           exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
+    b.case("threads", "ThreadPoolExecutor.map", exec_map("threads"))
+    b.case("processes", "ProcessPoolExecutor.map (chunksize=1)", exec_map("processes"))
+    b.case("processes-chunked", "ProcessPoolExecutor.map (best chunksize)",
+           exec_map("processes-chunked", chunked=True))
 
-    def anyio_gather():
-        async def go():
-            run, cleanup = b.anyio_runner()
-            try:
-                await b.anyio_warm(run)
-                return await b.atimes(
-                    lambda: asyncio.gather(*[run(W.identity, i) for i in items]), check)
-            finally:
-                cleanup()
-        return rate_reps(asyncio.run(go()), n)
+    def anyio_gather(info):
+        async def rep(run):
+            return rate(await atimed(
+                lambda: asyncio.gather(*[run(W.identity, i) for i in items]), check))
+        yield from b.anyio_gen(rep)
 
-    b.row(t, "anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather,
-          baseline="stdlib-ipe.async")
+    b.case("anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather,
+           baseline="stdlib-ipe.async")
+    b.measure(t)
 
 
 # --------------------------------------------------------------- 2. latency
@@ -451,96 +525,85 @@ def wl_latency(b: Bench) -> None:
               [Metric("p50", "p50", "us", False), Metric("p99", "p99", "us", False)],
               note="Per-call latency in µs: sync `submit(...).result()`, async `await`; "
                    "ratio on p50")
-    b.tables.append(t)
+    clock = time.perf_counter_ns
 
-    def stats(samples: list[list[int]]) -> dict:
-        out: dict = {"p50": [], "p99": []}
-        for s in samples:
-            s = sorted(s)
-            out["p50"].append(percentile(s, 0.50) / 1e3)
-            out["p99"].append(percentile(s, 0.99) / 1e3)
-        return out
+    def stats(samples: list[int]) -> dict:
+        s = sorted(samples)
+        return {"p50": percentile(s, 0.50) / 1e3, "p99": percentile(s, 0.99) / 1e3}
 
-    def sync_samples(call) -> list[list[int]]:
-        call(0)  # one more warm-up round trip
-        reps = []
-        clock = time.perf_counter_ns
-        for _ in range(b.repeat):
-            gc.collect()
-            s = []
-            for i in range(n):
-                t0 = clock()
-                if call(i) != i:
-                    raise Failed("wrong result")
-                s.append(clock() - t0)
-            reps.append(s)
-        return reps
+    def sync_samples(call) -> dict:
+        gc.collect()
+        s = []
+        for i in range(n):
+            t0 = clock()
+            if call(i) != i:
+                raise Failed("wrong result")
+            s.append(clock() - t0)
+        return stats(s)
 
-    async def async_samples(call) -> list[list[int]]:
-        await call(0)
-        reps = []
-        clock = time.perf_counter_ns
-        for _ in range(b.repeat):
-            gc.collect()
-            s = []
-            for i in range(n):
-                t0 = clock()
-                if await call(i) != i:
-                    raise Failed("wrong result")
-                s.append(clock() - t0)
-            reps.append(s)
-        return reps
+    async def async_samples(call) -> dict:
+        gc.collect()
+        s = []
+        for i in range(n):
+            t0 = clock()
+            if await call(i) != i:
+                raise Failed("wrong result")
+            s.append(clock() - t0)
+        return stats(s)
 
-    b.row(t, "sequential", "sequential (direct call)",
-          lambda: stats(sync_samples(W.identity)))
+    def sequential(info):
+        while True:
+            yield sync_samples(W.identity)
 
-    def pool_sync():
+    b.case("sequential", "sequential (direct call)", sequential)
+
+    def pool_sync(info):
         with b.pool() as pool:
-            return stats(sync_samples(lambda i: pool.submit(W.identity, i).result()))
+            while True:
+                yield sync_samples(lambda i: pool.submit(W.identity, i).result())
 
-    def pool_await():
+    def pool_await(info):
         with b.pool() as pool:
-            return stats(asyncio.run(async_samples(lambda i: pool.run(W.identity, i))))
+            async def setup():
+                await pool.run(W.identity, 0)
+            yield from on_loop(setup, lambda: async_samples(lambda i: pool.run(W.identity, i)))
 
-    b.row(t, "interpool.submit", "interpool submit().result()", pool_sync)
-    b.row(t, "interpool.await", "interpool await pool.run()", pool_await,
-          baseline="stdlib-ipe.async")
+    b.case("interpool.submit", "interpool submit().result()", pool_sync)
+    b.case("interpool.await", "interpool await pool.run()", pool_await,
+           baseline="stdlib-ipe.async")
 
     def exec_sync(kind):
-        with b.executor(kind) as ex:
-            return stats(sync_samples(lambda i: ex.submit(W.identity, i).result()))
+        def gen(info):
+            with b.executor(kind) as ex:
+                while True:
+                    yield sync_samples(lambda i: ex.submit(W.identity, i).result())
+        return gen
 
     def exec_async(kind):
-        with b.executor(kind) as ex:
-            async def go():
-                loop = asyncio.get_running_loop()
-                return await async_samples(lambda i: loop.run_in_executor(ex, W.identity, i))
-            return stats(asyncio.run(go()))
+        def gen(info):
+            with b.executor(kind) as ex:
+                def call(i):
+                    return asyncio.get_running_loop().run_in_executor(ex, W.identity, i)
+                yield from on_loop(None, lambda: async_samples(call))
+        return gen
 
-    b.row(t, "interpool.executor", "interpool.InterpreterPoolExecutor submit().result()",
-          lambda: exec_sync("interpool.executor"))
-    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("interpool.executor"), baseline="stdlib-ipe.async")
-    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor submit().result()",
-          lambda: exec_sync("stdlib-ipe"))
-    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
-    b.row(t, "threads", "ThreadPoolExecutor submit().result()", lambda: exec_sync("threads"))
-    b.row(t, "processes", "ProcessPoolExecutor submit().result()",
-          lambda: exec_sync("processes"))
+    b.case("interpool.executor", "interpool.InterpreterPoolExecutor submit().result()",
+           exec_sync("interpool.executor"))
+    b.case("interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+           exec_async("interpool.executor"), baseline="stdlib-ipe.async")
+    b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor submit().result()",
+           exec_sync("stdlib-ipe"))
+    b.case("stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+           exec_async("stdlib-ipe"), baseline="stdlib-ipe.async")
+    b.case("threads", "ThreadPoolExecutor submit().result()", exec_sync("threads"))
+    b.case("processes", "ProcessPoolExecutor submit().result()", exec_sync("processes"))
 
-    def anyio_lat():
-        async def go():
-            run, cleanup = b.anyio_runner()
-            try:
-                await b.anyio_warm(run)
-                return await async_samples(lambda i: run(W.identity, i))
-            finally:
-                cleanup()
-        return stats(asyncio.run(go()))
+    def anyio_lat(info):
+        yield from b.anyio_gen(lambda run: async_samples(lambda i: run(W.identity, i)))
 
-    b.row(t, "anyio", "anyio.to_interpreter.run_sync (await)", anyio_lat,
-          baseline="stdlib-ipe.async")
+    b.case("anyio", "anyio.to_interpreter.run_sync (await)", anyio_lat,
+           baseline="stdlib-ipe.async")
+    b.measure(t)
 
 
 # --------------------------------------------------------------- 3. start-up
@@ -679,22 +742,18 @@ def wl_startup(b: Bench) -> None:
               note="Time from constructor to the first result of a trivial task, to every "
                    "worker ready (interpool: Pool(n) + wait_ready(); the stdlib executors are "
                    "lazy), memory per worker (RSS delta / workers; processes: USS per worker)")
-    b.tables.append(t)
 
     def probes(kind: str):
-        reps: dict = {}
-        info: dict = {}
-        for _ in range(b.repeat):
-            out = run_probe(kind, b.workers)
-            for k, v in out.items():
-                if isinstance(v, (int, float)):
-                    reps.setdefault(k, []).append(v)
-                else:
-                    info[k] = v
-        return reps, info
+        def gen(info):
+            while True:
+                out = run_probe(kind, b.workers)
+                for k in [k for k, v in out.items() if not isinstance(v, (int, float))]:
+                    info[k] = out.pop(k)
+                yield out
+        return gen
 
-    b.row(t, "bare-interpreter", "1 bare interpreter: interpreters.create()+close()",
-          lambda: probes("bare"))
+    b.case("bare-interpreter", "1 bare interpreter: interpreters.create()+close()",
+           probes("bare"))
     for key, label in (
         ("interpool", "interpool Pool(n) + wait_ready()"),
         ("interpool.executor", "interpool.InterpreterPoolExecutor(n)"),
@@ -703,7 +762,8 @@ def wl_startup(b: Bench) -> None:
         ("processes", "ProcessPoolExecutor(n)"),
         ("anyio", "anyio.to_interpreter (fresh loop)"),
     ):
-        b.row(t, key, label, lambda key=key: probes(key))
+        b.case(key, label, probes(key))
+    b.measure(t)
 
 
 # --------------------------------------------------------------- 4. the grid
@@ -717,13 +777,13 @@ def wl_grid(b: Bench) -> None:
     blocks, poss, dirs = (list(x) for x in zip(*cands))
     expected = sum(W.guard_loops(grid, bl, p, d) for bl, p, d in cands)
     n = len(cands)
+    w = b.workers
     t = Table("grid",
               f"CPU-bound grid: {n:,} guard-loop checks on a {W.SIZE}x{W.SIZE} grid "
               f"({len(grid):,} bytes)",
               [Metric("time", "time", "s", False)],
               note=f"One task per candidate obstacle (answer: {expected:,} loop); the same "
                    "function everywhere, only how the grid arrives differs")
-    w = b.workers
 
     def speedup(table: Table, row: Row) -> str:
         seq = table.row("sequential")
@@ -734,84 +794,89 @@ def wl_grid(b: Bench) -> None:
         return f"{seq.median('time') / row.median('time') / w * 100:.0f}%"
 
     t.derived = [("speedup vs sequential", speedup), (f"efficiency ({w} workers)", efficiency)]
-    b.tables.append(t)
 
     def check(result) -> None:
         got = sum(result)
         if got != expected:
             raise Failed(f"wrong answer: {got} loops, expected {expected}")
 
-    def seq():
-        return {"time": b.times(lambda: [W.guard_loops(grid, bl, p, d) for bl, p, d in cands],
-                                check)}
+    def sequential(info):
+        while True:
+            yield {"time": timed(
+                lambda: [W.guard_loops(grid, bl, p, d) for bl, p, d in cands], check)}
 
-    b.row(t, "sequential", "sequential", seq)
+    b.case("sequential", "sequential", sequential)
 
     def pool_variant(how: str, chunked: bool = False):
-        with b.pool() as pool:
-            handle = None
-            if how == "share":
-                handle = arg = pool.share(grid)
-            elif how == "memoryview":
-                arg = memoryview(grid)
-            else:
-                arg = grid
-            info = {}
-            cs = 1
-            try:
-                def run(c):
-                    return list(pool.map(W.guard_loops, repeat(arg), blocks, poss, dirs,
-                                         chunksize=c))
-                if chunked:
-                    cs, info = b.best_chunksize(run, (8, 32, 128))
-                return {"time": b.times(lambda: run(cs), check)}, info
-            finally:
-                if handle is not None:
-                    handle.release()
+        def gen(info):
+            with b.pool() as pool:
+                handle = None
+                if how == "share":
+                    handle = arg = pool.share(grid)
+                elif how == "memoryview":
+                    arg = memoryview(grid)
+                else:
+                    arg = grid
+                try:
+                    def run(c):
+                        return list(pool.map(W.guard_loops, repeat(arg), blocks, poss, dirs,
+                                             chunksize=c))
+                    cs = 1
+                    if chunked:
+                        cs = b.best_chunksize(run, (8, 32, 128), info)
+                        info["label"] = f"interpool map, grid via share(), chunksize={cs}"
+                    while True:
+                        yield {"time": timed(lambda: run(cs), check)}
+                finally:
+                    if handle is not None:
+                        handle.release()
+        return gen
 
-    b.row(t, "interpool.map", "interpool map, grid per call (17 KB bytes arg)",
-          lambda: pool_variant("per-call"))
-    b.row(t, "interpool.share", "interpool map, grid via pool.share()",
-          lambda: pool_variant("share"))
-    b.row(t, "interpool.memoryview", "interpool map, grid as memoryview (zero-copy)",
-          lambda: pool_variant("memoryview"))
-    r = b.row(t, "interpool.share-chunked", "interpool map, grid via share(), best chunksize",
-              lambda: pool_variant("share", chunked=True))
-    if r:
-        r.label = f"interpool map, grid via share(), chunksize={r.info['chunksize']}"
+    b.case("interpool.map", "interpool map, grid per call (17 KB bytes arg)",
+           pool_variant("per-call"))
+    b.case("interpool.share", "interpool map, grid via pool.share()", pool_variant("share"))
+    b.case("interpool.memoryview", "interpool map, grid as memoryview (zero-copy)",
+           pool_variant("memoryview"))
+    b.case("interpool.share-chunked", "interpool map, grid via share(), best chunksize",
+           pool_variant("share", chunked=True))
 
     def exec_per_call(kind):
-        with b.executor(kind) as ex:
-            return {"time": b.times(
-                lambda: list(ex.map(W.guard_loops, repeat(grid), blocks, poss, dirs)), check)}
+        def gen(info):
+            with b.executor(kind) as ex:
+                while True:
+                    yield {"time": timed(
+                        lambda: list(ex.map(W.guard_loops, repeat(grid), blocks, poss, dirs)),
+                        check)}
+        return gen
 
-    b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor, grid per call",
-          lambda: exec_per_call("stdlib-ipe"))
-    b.row(t, "threads", "ThreadPoolExecutor, grid per call", lambda: exec_per_call("threads"))
+    b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor, grid per call",
+           exec_per_call("stdlib-ipe"))
+    b.case("threads", "ThreadPoolExecutor, grid per call", exec_per_call("threads"))
 
-    def processes():
+    def processes(info):
         with b.executor("processes", initializer=W.set_grid, initargs=(grid,)) as ex:
             def run(c):
                 return list(ex.map(W.guard_loops_global, blocks, poss, dirs, chunksize=c))
-            cs, info = b.best_chunksize(run, (1, 16, 64, 256) if not b.quick else (1, 64))
-            return {"time": b.times(lambda: run(cs), check)}, info
+            cs = b.best_chunksize(run, (1, 64) if b.quick else (1, 16, 64, 256), info)
+            info["label"] = f"ProcessPoolExecutor, grid via initializer, chunksize={cs}"
+            while True:
+                yield {"time": timed(lambda: run(cs), check)}
 
-    r = b.row(t, "processes", "ProcessPoolExecutor, grid via initializer", processes)
-    if r:
-        r.label = f"ProcessPoolExecutor, grid via initializer, chunksize={r.info['chunksize']}"
+    b.case("processes", "ProcessPoolExecutor, grid via initializer", processes)
+    b.measure(t)
 
 
 # --------------------------------------------------------------- 5. payloads
 
 
 def wl_payload(b: Bench) -> None:
-    q = b.quick
-    nested = W.make_nested()
     import pickle
 
+    q = b.quick
+    nested = W.make_nested()
     nested_size = len(pickle.dumps(nested, protocol=5))
     cases = [
-        # (title, fn, value maker, bytes per call both ways, calls)
+        # (title, fn, payload size or None for the nested document, ways, calls)
         ("1 KiB bytes, send", W.length, 1024, 1, 500 if q else 10_000),
         ("1 KiB bytes, echo", W.echo, 1024, 2, 500 if q else 10_000),
         ("64 KiB bytes, send", W.length, 64 * 1024, 1, 200 if q else 4_000),
@@ -820,6 +885,7 @@ def wl_payload(b: Bench) -> None:
         (f"nested dict/list (~{nested_size / 1024:.0f} KiB pickled), echo", W.echo, None, 2,
          200 if q else 4_000),
     ]
+
     for title, fn, size, ways, n in cases:
         value = bytes(range(256)) * (size // 256) if size else nested
         per_call = (size or nested_size) * ways
@@ -833,60 +899,61 @@ def wl_payload(b: Bench) -> None:
                    Metric("mbps", "throughput", "MB/s", True)],
                   note=f"`{fn.__name__}(x)`; MB/s counts the payload bytes carried "
                        f"({'both ways' if ways == 2 else 'one way'})")
-        b.tables.append(t)
         expect = size if fn is W.length else value
 
         def check(result, expect=expect, n=n) -> None:
             if len(result) != n or result[-1] != expect or result[0] != expect:
                 raise Failed("wrong results")
 
-        def reps(seconds, n=n, per_call=per_call):
-            return {"rate": [n / s for s in seconds],
-                    "mbps": [n * per_call / s / 1e6 for s in seconds]}
+        def metrics(seconds, n=n, per_call=per_call) -> dict:
+            return {"rate": n / seconds, "mbps": n * per_call / seconds / 1e6}
 
-        def pool_row(arg, window=None, n=n, fn=fn, check=check, reps=reps):
-            with b.pool() as pool:
-                a = arg(pool) if callable(arg) else arg
-                return reps(b.times(
-                    lambda: list(pool.map(fn, repeat(a, n), buffersize=window)), check))
+        def pool_row(arg, window=None, n=n, fn=fn, check=check, metrics=metrics):
+            def gen(info):
+                with b.pool() as pool:
+                    a = arg() if callable(arg) else arg
+                    while True:
+                        yield metrics(timed(
+                            lambda: list(pool.map(fn, repeat(a, n), buffersize=window)), check))
+            return gen
 
-        def exec_row(kind, window=None, n=n, fn=fn, value=value, check=check, reps=reps):
-            with b.executor(kind) as ex:
-                kw = {"buffersize": window} if window else {}
-                return reps(b.times(lambda: list(ex.map(fn, repeat(value, n), **kw)), check))
+        def exec_row(kind, window=None, n=n, fn=fn, value=value, check=check, metrics=metrics):
+            def gen(info):
+                with b.executor(kind) as ex:
+                    kw = {"buffersize": window} if window else {}
+                    while True:
+                        yield metrics(timed(
+                            lambda: list(ex.map(fn, repeat(value, n), **kw)), check))
+            return gen
 
         if size == MB:
-            ba = bytearray(value)
-            b.row(t, "interpool.zero-copy", "interpool map, 1 MiB bytearray (zero-copy)",
-                  lambda: pool_row(ba))
-            b.row(t, "interpool.zero-copy-mv", "interpool map, 1 MiB memoryview (zero-copy)",
-                  lambda: pool_row(memoryview(value)))
-
-            def shared_buffer(pool):
+            def shared_buffer(value=value):
                 import interpool
 
                 sb = interpool.SharedBuffer(MB)
                 sb[:] = value
                 return sb
 
-            b.row(t, "interpool.sharedbuffer", "interpool map, 1 MiB SharedBuffer",
-                  lambda: pool_row(shared_buffer))
-            b.row(t, "interpool.map", f"interpool map, 1 MiB bytes (copied){windowed}",
-                  lambda: pool_row(value, window))
-            b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor, 1 MiB bytes",
-                  lambda: exec_row("stdlib-ipe"))
-            b.row(t, "threads", "ThreadPoolExecutor, 1 MiB bytes", lambda: exec_row("threads"))
-            b.row(t, "processes", "ProcessPoolExecutor, 1 MiB bytes",
-                  lambda: exec_row("processes"))
-            continue
-        b.row(t, "interpool.map", f"interpool Pool.map{windowed}",
-              lambda: pool_row(value, window))
-        b.row(t, "interpool.executor", f"interpool.InterpreterPoolExecutor.map{windowed}",
-              lambda: exec_row("interpool.executor", window))
-        b.row(t, "stdlib-ipe", "stdlib InterpreterPoolExecutor.map",
-              lambda: exec_row("stdlib-ipe"))
-        b.row(t, "threads", "ThreadPoolExecutor.map", lambda: exec_row("threads"))
-        b.row(t, "processes", "ProcessPoolExecutor.map", lambda: exec_row("processes"))
+            b.case("interpool.zero-copy", "interpool map, 1 MiB bytearray (zero-copy)",
+                   pool_row(lambda value=value: bytearray(value)))
+            b.case("interpool.zero-copy-mv", "interpool map, 1 MiB memoryview (zero-copy)",
+                   pool_row(lambda value=value: memoryview(value)))
+            b.case("interpool.sharedbuffer", "interpool map, 1 MiB SharedBuffer",
+                   pool_row(shared_buffer))
+            b.case("interpool.map", f"interpool map, 1 MiB bytes (copied){windowed}",
+                   pool_row(value, window))
+            b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor, 1 MiB bytes",
+                   exec_row("stdlib-ipe"))
+            b.case("threads", "ThreadPoolExecutor, 1 MiB bytes", exec_row("threads"))
+            b.case("processes", "ProcessPoolExecutor, 1 MiB bytes", exec_row("processes"))
+        else:
+            b.case("interpool.map", f"interpool Pool.map{windowed}", pool_row(value, window))
+            b.case("interpool.executor", f"interpool.InterpreterPoolExecutor.map{windowed}",
+                   exec_row("interpool.executor", window))
+            b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor.map", exec_row("stdlib-ipe"))
+            b.case("threads", "ThreadPoolExecutor.map", exec_row("threads"))
+            b.case("processes", "ProcessPoolExecutor.map", exec_row("processes"))
+        b.measure(t)
 
 
 # --------------------------------------------------------------- 6. async mix
@@ -908,66 +975,69 @@ def wl_async(b: Bench) -> None:
         return fmt_ratio(seq.median("time") / row.median("time"))
 
     t.derived = [("speedup vs loop thread", speedup)]
-    b.tables.append(t)
 
     def check(result) -> None:
         if sum(result) != expected:
             raise Failed(f"wrong link count {sum(result)} != {expected}")
 
-    def reps(seconds):
-        return {"time": seconds, "rate": [count / s for s in seconds]}
+    def metrics(seconds) -> dict:
+        return {"time": seconds, "rate": count / seconds}
 
-    async def on_loop():
-        return [W.count_links(p) for p in pages]
+    def sequential(info):
+        async def parse_here():
+            return [W.count_links(p) for p in pages]
 
-    b.row(t, "sequential", "parse on the loop thread",
-          lambda: reps(asyncio.run(b.atimes(on_loop, check))))
+        async def rep():
+            return metrics(await atimed(parse_here, check))
+        yield from on_loop(None, rep)
+
+    b.case("sequential", "parse on the loop thread", sequential)
 
     def pool_async(kind):
-        with b.pool() as pool:
-            async def go():
-                if kind == "await":
-                    return await b.atimes(
-                        lambda: asyncio.gather(*[pool.run(W.count_links, p) for p in pages]),
-                        check)
+        def gen(info):
+            with b.pool() as pool:
+                async def setup():
+                    await pool.run(W.identity, 0)
 
-                async def amap():
-                    return [x async for x in pool.amap(W.count_links, pages)]
-                return await b.atimes(amap, check)
-            return reps(asyncio.run(go()))
+                async def rep():
+                    if kind == "await":
+                        return metrics(await atimed(lambda: asyncio.gather(
+                            *[pool.run(W.count_links, p) for p in pages]), check))
 
-    b.row(t, "interpool.await", "interpool gather(await pool.run)", lambda: pool_async("await"))
-    b.row(t, "interpool.amap", "interpool pool.amap", lambda: pool_async("amap"))
+                    async def amap():
+                        return [x async for x in pool.amap(W.count_links, pages)]
+                    return metrics(await atimed(amap, check))
+                yield from on_loop(setup, rep)
+        return gen
+
+    b.case("interpool.await", "interpool gather(await pool.run)", pool_async("await"))
+    b.case("interpool.amap", "interpool pool.amap", pool_async("amap"))
 
     def exec_async(kind):
-        with b.executor(kind) as ex:
-            async def go():
-                loop = asyncio.get_running_loop()
-                return await b.atimes(lambda: asyncio.gather(
-                    *[loop.run_in_executor(ex, W.count_links, p) for p in pages]), check)
-            return reps(asyncio.run(go()))
+        def gen(info):
+            with b.executor(kind) as ex:
+                async def rep():
+                    loop = asyncio.get_running_loop()
+                    return metrics(await atimed(lambda: asyncio.gather(
+                        *[loop.run_in_executor(ex, W.count_links, p) for p in pages]), check))
+                yield from on_loop(None, rep)
+        return gen
 
-    b.row(t, "interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("interpool.executor"))
-    b.row(t, "stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
-          lambda: exec_async("stdlib-ipe"))
-    b.row(t, "threads.async", "ThreadPoolExecutor run_in_executor",
-          lambda: exec_async("threads"))
-    b.row(t, "processes.async", "ProcessPoolExecutor run_in_executor",
-          lambda: exec_async("processes"))
+    b.case("interpool.executor.async", "interpool.InterpreterPoolExecutor run_in_executor",
+           exec_async("interpool.executor"))
+    b.case("stdlib-ipe.async", "stdlib InterpreterPoolExecutor run_in_executor",
+           exec_async("stdlib-ipe"))
+    b.case("threads.async", "ThreadPoolExecutor run_in_executor", exec_async("threads"))
+    b.case("processes.async", "ProcessPoolExecutor run_in_executor", exec_async("processes"))
 
-    def anyio_gather():
-        async def go():
-            run, cleanup = b.anyio_runner()
-            try:
-                await b.anyio_warm(run)
-                return await b.atimes(
-                    lambda: asyncio.gather(*[run(W.count_links, p) for p in pages]), check)
-            finally:
-                cleanup()
-        return reps(asyncio.run(go()))
+    def anyio_gather(info):
+        async def rep(run):
+            return metrics(await atimed(
+                lambda: asyncio.gather(*[run(W.count_links, p) for p in pages]), check))
+        yield from b.anyio_gen(rep)
 
-    b.row(t, "anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather)
+    b.case("anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather)
+    b.measure(t)
 
 
 # --------------------------------------------------------------- targets

@@ -7,14 +7,20 @@ pages /page/0 .. /page/N-1, each with a known number of links.  An asyncio
 client fetches every page concurrently and counts each page's links with
 BeautifulSoup (falling back to the stdlib html.parser if bs4 is missing):
 
+  * loop mode:  ``count_links(html)`` called on the event loop thread, which
+    blocks the loop (and every other download) while each page is parsed;
   * pool mode:  ``await pool.run(count_links, html)`` - parsing runs in worker
     interpreters, in parallel, while the event loop keeps fetching;
-  * loop mode:  ``count_links(html)`` called on the event loop thread, which
-    blocks the loop (and every other download) while each page is parsed.
+  * worker-loop mode:  ``await pool.run(fetch_and_count, path)`` - fetching
+    AND parsing happen in the workers: each worker's own event loop keeps
+    one HTTP client (opened by an ``async def`` initializer) and runs up to
+    16 ``fetch_and_count`` coroutines at once (``Pool(concurrency=16)``);
+    the main program only awaits the results.
 
-Both modes must find exactly the links the server put in the pages.  The
+All modes must find exactly the links the server put in the pages.  The
 server runs in this process, so in loop mode it also waits for the GIL that
-the parsing holds; in pool mode the main interpreter only does the HTTP work.
+the parsing holds; in pool mode the main interpreter only does the HTTP work,
+and in worker-loop mode only the serving.
 """
 
 import argparse
@@ -126,6 +132,11 @@ class Server(ThreadingHTTPServer):
     # The default listen backlog (5) is smaller than our burst of concurrent
     # connects: the overflow would wait for a 1 s SYN retransmit.
     request_queue_size = 128
+    connections = 0  # accepted so far (keep-alive: many requests each)
+
+    def process_request(self, request, client_address):
+        self.connections += 1  # only serve_forever's thread calls this
+        super().process_request(request, client_address)
 
 
 def start_server(pages: int):
@@ -147,36 +158,78 @@ def start_server(pages: int):
 CONCURRENCY = 16  # downloads in flight at once
 
 
-async def fetch_plain(host: str, port: int, path: str) -> str:
-    """A minimal HTTP/1.1 GET (used when httpx is not installed)."""
-    reader, writer = await asyncio.open_connection(host, port)
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+class StreamClient:
+    """A small HTTP/1.1 client on asyncio streams (used when httpx is not
+    installed): keep-alive connections, at most `connections` at once."""
+
+    def __init__(self, host: str, port: int, connections: int):
+        self.host, self.port = host, port
+        self.slots = asyncio.Semaphore(connections)
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def get(self, path: str) -> str:
+        async with self.slots:
+            for attempt in range(2):  # an idle connection may have been closed
+                reused = bool(self.idle)
+                if reused:
+                    reader, writer = self.idle.pop()
+                else:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                    self.writers.add(writer)
+                try:
+                    body = await self._exchange(reader, writer, path)
+                except (ConnectionError, asyncio.IncompleteReadError):
+                    self._drop(writer)
+                    if reused and attempt == 0:
+                        continue
+                    raise
+                except BaseException:
+                    self._drop(writer)
+                    raise
+                self.idle.append((reader, writer))
+                return body
+            raise AssertionError("unreachable")
+
+    async def _exchange(self, reader, writer, path: str) -> str:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n".encode())
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status = head.split(b" ", 2)[1]
-        if status != b"200":
-            raise RuntimeError(f"GET {path}: HTTP {status.decode()}")
         length = next(
             int(line.split(b":", 1)[1])
             for line in head.split(b"\r\n")
             if line.lower().startswith(b"content-length:")
         )
-        return (await reader.readexactly(length)).decode()
-    finally:
+        body = await reader.readexactly(length)
+        if status != b"200":
+            raise RuntimeError(f"GET {path}: HTTP {status.decode()}")
+        return body.decode()
+
+    def _drop(self, writer: asyncio.StreamWriter) -> None:
+        self.writers.discard(writer)
         writer.close()
-        await writer.wait_closed()
+
+    async def aclose(self) -> None:
+        writers, self.writers, self.idle = self.writers, set(), []
+        for writer in writers:
+            writer.close()
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
 
 
 @contextlib.asynccontextmanager
-async def open_fetcher(host: str, port: int):
+async def open_fetcher(host: str, port: int, connections: int = CONCURRENCY):
     """Yield (client name, async fetch(path) -> str); httpx if importable."""
     try:
         import httpx
     except ImportError:
-        yield "asyncio streams", lambda path: fetch_plain(host, port, path)
+        client = StreamClient(host, port, connections)
+        try:
+            yield "asyncio streams", client.get
+        finally:
+            await client.aclose()
         return
-    limits = httpx.Limits(max_connections=CONCURRENCY)
+    limits = httpx.Limits(max_connections=connections)
     # trust_env=False: no proxy settings from the environment for loopback.
     async with httpx.AsyncClient(limits=limits, trust_env=False) as client:
 
@@ -223,8 +276,54 @@ async def crawl_only(host, port, pages):
     return await crawl(host, port, pages, parse)
 
 
+# --------------------------------------------------------------- worker-loop mode
+# These run in worker interpreters, on each worker's own event loop.  That
+# loop lives as long as the worker, so the client the initializer opens
+# serves every later fetch_and_count of that worker (up to CONCURRENCY at
+# once with Pool(concurrency=CONCURRENCY)).
+
+_worker: dict = {}  # this worker's client: its name and its fetch()
+
+
+async def open_worker_client(host: str, port: int) -> None:
+    """Pool initializer (async): one HTTP client per worker, on its loop."""
+    load_parser()
+    loop = asyncio.get_running_loop()
+    opened = loop.create_future()
+    # A keeper task holds the client open.  When the worker stops, interpool
+    # cancels the tasks left on its loop before closing the loop: the client
+    # then closes its connections cleanly.
+    _worker["keeper"] = loop.create_task(_keep_client(host, port, opened))
+    await opened
+
+
+async def _keep_client(host: str, port: int, opened: asyncio.Future) -> None:
+    try:
+        async with open_fetcher(host, port, CONCURRENCY) as (name, fetch):
+            _worker["client"], _worker["fetch"] = name, fetch
+            opened.set_result(None)
+            await asyncio.Event().wait()  # until the worker's loop closes
+    except Exception as exc:
+        if opened.done():
+            raise
+        opened.set_exception(exc)  # the initializer raises it: BrokenPool
+
+
+async def fetch_and_count(path: str) -> tuple[int, str, str]:
+    """In a worker: fetch the page with this worker's client and count its
+    links right there; also say which client and parser ran."""
+    html = await _worker["fetch"](path)
+    count, parser = count_links(html)  # holds this worker's loop, not the main one
+    return count, parser, _worker["client"]
+
+
+async def crawl_in_workers(pages, pool):
+    """The main program only awaits: fetching and parsing run in the workers."""
+    return await asyncio.gather(*(pool.run(fetch_and_count, f"/page/{n}") for n in range(pages)))
+
+
 def check(results, expected, mode):
-    counts = [count for count, _ in results]
+    counts = [result[0] for result in results]
     for n, count in enumerate(counts):
         assert count == expected[n], f"{mode}: page {n} has {expected[n]} links, counted {count}"
     return sum(counts)
@@ -250,22 +349,35 @@ def main() -> None:
             __import__(module)
         except ImportError:
             pass
-    try:
+    conns = {}  # connections the server accepted during each mode
+
+    def timed(mode, run):
+        before = server.connections
         t0 = time.perf_counter()
-        asyncio.run(crawl_only(host, port, pages))
-        t_fetch = time.perf_counter() - t0
+        result = run()
+        seconds = time.perf_counter() - t0
+        conns[mode] = server.connections - before
+        return result, seconds
+
+    try:
+        _, t_fetch = timed("fetch", lambda: asyncio.run(crawl_only(host, port, pages)))
 
         # The initializer makes every worker import this script and bs4 now
         # (wait_ready waits for it), so the timing measures only the crawl.
         with interpool.Pool(args.workers, initializer=load_parser) as pool:
             pool.wait_ready()
-            t0 = time.perf_counter()
-            client, pooled = asyncio.run(crawl_with_pool(host, port, pages, pool))
-            t_pool = time.perf_counter() - t0
+            (client, pooled), t_pool = timed(
+                "pool", lambda: asyncio.run(crawl_with_pool(host, port, pages, pool)))
 
-        t0 = time.perf_counter()
-        _, looped = asyncio.run(crawl_on_loop(host, port, pages))
-        t_loop = time.perf_counter() - t0
+        # One client per worker, opened by the async initializer on the
+        # worker's own loop; 16 coroutines per worker at once.
+        with interpool.Pool(args.workers, concurrency=CONCURRENCY,
+                            initializer=open_worker_client, initargs=(host, port)) as pool:
+            pool.wait_ready()
+            in_workers, t_workers = timed(
+                "workers", lambda: asyncio.run(crawl_in_workers(pages, pool)))
+
+        (_, looped), t_loop = timed("loop", lambda: asyncio.run(crawl_on_loop(host, port, pages)))
     finally:
         server.shutdown()  # stops serve_forever
         server.server_close()
@@ -273,21 +385,25 @@ def main() -> None:
 
     worker_parser = pooled[0][1]
     print(f"client: {client}; parser in workers: {worker_parser}; on the loop: {looped[0][1]}")
+    print(f"workers' own loops: client: {in_workers[0][2]}; parser: {in_workers[0][1]}")
     if worker_parser != looped[0][1]:
         print("note: bs4 did not load in the worker interpreters; they used html.parser")
     for n in range(min(pages, 5)):
         print(f"  /page/{n}: {pooled[n][0]} links")
     total = check(pooled, expected, "pool")
     assert check(looped, expected, "loop") == total == sum(expected.values())
+    assert check(in_workers, expected, "workers' loops") == total
     print(f"total links: {total} (server put {sum(expected.values())}): OK")
     workers = f"{args.workers} worker{'s' if args.workers != 1 else ''}"
-    for label, seconds in [
-        ("fetch only, no parsing", t_fetch),
-        ("fetch + parse on the loop", t_loop),
-        (f"fetch + parse in {workers}", t_pool),
+    for label, seconds, mode in [
+        ("fetch only, no parsing", t_fetch, "fetch"),
+        ("fetch + parse on the loop", t_loop, "loop"),
+        (f"fetch on the loop, parse in {workers}", t_pool, "pool"),
+        (f"fetch + parse in {workers}' own loops", t_workers, "workers"),
     ]:
-        print(f"{label + ':':<30} {seconds:6.2f} s")
+        print(f"{label + ':':<42} {seconds:6.2f} s  ({conns[mode]} connections)")
     print(f"speedup (loop / workers): x{t_loop / t_pool:.2f}")
+    print(f"speedup (loop / workers' own loops): x{t_loop / t_workers:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ reaches it, ``NAME.finished`` when it ran to the end; a test creates
 
 import asyncio
 import os
-import sys
 import time
 
 LIMIT = 60.0  # no task here waits longer than this for the test
@@ -61,7 +60,7 @@ async def loop_name(_=None):
     return type(asyncio.get_running_loop()).__name__
 
 
-async def loop_id():
+async def loop_id(_=None):
     """Which worker (interpreter) and which loop ran this."""
     import _interpreters
 
@@ -163,26 +162,24 @@ async def async_init_event(tag):
 
 
 def sync_init_event(tag):
-    """A sync initializer: makes the worker's loop through asyncio's policy
-    only when a coroutine first runs, so it stores plain data."""
+    """A sync initializer: no loop runs yet, but an asyncio object made now
+    binds to the worker's loop at its first wait and must keep working."""
+    _state["event"] = asyncio.Event()
     _state["tag"] = tag
     _state["init_runs"] = _state.get("init_runs", 0) + 1
 
 
 async def use_event():
-    """Reuse the initializer's Event on the running loop: only works if the
-    loop is the one the initializer ran on (same loop for an asyncio.Event
-    created on it and awaited here)."""
+    """Wait on the initializer's Event: the wait binds it to the running loop,
+    so a task on any other loop later would get RuntimeError ("bound to a
+    different event loop").  Also check the loop is the same one."""
+    loop = asyncio.get_running_loop()
+    assert _state.setdefault("loop", id(loop)) == id(loop), "a different loop"
     event = _state["event"]
-    assert _state["loop"] == id(asyncio.get_running_loop()), "a different loop"
-    event.set()
-    await event.wait()
     event.clear()
+    loop.call_soon(event.set)
+    await event.wait()
     return _state["tag"], _state["init_runs"]
-
-
-async def state_tag():
-    return _state.get("tag"), _state.get("init_runs")
 
 
 # A per-worker connection to the test's loopback server.
@@ -275,18 +272,6 @@ def sync_gated(directory, name, gate="gate"):
     return name
 
 
-async def stubborn(directory, name, gate="gate"):
-    """Ignores cancellation once, then finishes when the gate opens."""
-    mark(directory, f"{name}.started")
-    try:
-        await asyncio.sleep(LIMIT)
-    except asyncio.CancelledError:
-        mark(directory, f"{name}.cancelled")
-    await _await_file(directory, gate)
-    mark(directory, f"{name}.finished")
-    return name
-
-
 def _rebuild_slow(directory, name):
     """Unpickled in the worker: signals, then waits for NAME.go, so the test
     can act while the task is taken but its coroutine has not started."""
@@ -321,6 +306,3 @@ async def agen(n):
     for i in range(n):
         yield i
 
-
-def version():
-    return sys.version_info[:2]

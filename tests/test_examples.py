@@ -63,8 +63,19 @@ def test_crawler_quick():
     client = "httpx" if has("httpx") else "asyncio streams"
     parser = "bs4" if has("bs4") else "html.parser.HTMLParser"
     assert f"client: {client}; parser in workers: {parser}; on the loop: {parser}" in out
+    # fetching and parsing in the workers' own event loops, one client each
+    assert f"workers' own loops: client: {client}; parser: {parser}" in out
     assert "note:" not in out, out  # bs4 loads in subinterpreters when it loads at all
     assert re.search(r"^speedup \(loop / workers\): x\d+\.\d+$", out, re.M), out
+    assert re.search(r"^speedup \(loop / workers' own loops\): x\d+\.\d+$", out, re.M), out
+    timings = dict(re.findall(r"^(.+?): +\d+\.\d+ s  \((\d+) connections\)$", out, re.M))
+    workers = os.cpu_count() or 2
+    assert len(timings) == 4, out
+    for label, conns in timings.items():
+        # keep-alive clients: at most 16 connections per client (per worker
+        # in the worker-loop mode), whatever the number of pages
+        limit = 16 * workers if "own loops" in label else 16
+        assert 1 <= int(conns) <= limit, (label, conns, out)
 
 
 def test_crawler_without_httpx_and_bs4(tmp_path):
@@ -76,6 +87,11 @@ def test_crawler_without_httpx_and_bs4(tmp_path):
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('no {name} here')\n")
     out = run_example("crawler", "--pages", "12", path_first=(str(tmp_path),))
     assert "client: asyncio streams; parser in workers: html.parser.HTMLParser" in out, out
+    assert "workers' own loops: client: asyncio streams; parser: html.parser.HTMLParser" in out, out
+    # the streams client keeps its connections alive too: 12 pages, <= 16
+    # connections per client, one client per worker in the worker-loop mode
+    conns = re.findall(r"\((\d+) connections\)$", out, re.M)
+    assert len(conns) == 4 and all(1 <= int(c) <= 16 * (os.cpu_count() or 2) for c in conns), out
     match = re.search(r"^total links: (\d+) \(server put (\d+)\): OK$", out, re.M)
     assert match and match[1] == match[2], out
 

@@ -69,12 +69,8 @@ EXPECTED_FAILURES = {
         "documented deviation: the task is a nested stateless function, which the stdlib "
         "ships by code object and interpool refuses (passes with a module-level function)",
     IPT + "test_thread_name_prefix_with_thread_get_name":
-        "documented deviation: nested stateless task function, refused; with a module-level "
-        "one it still fails: interpool bug, worker threads are not named '<prefix>_<n>'",
-    # ---- interpool bug
-    P + "test_init.InterpreterPoolFailingInitializerTest.test_initializer":
-        "interpool bug: a failing initializer is not logged at CRITICAL on the "
-        "'concurrent.futures' logger (also polls executor._broken, which interpool lacks)",
+        "documented deviation: the task is a nested stateless function, refused (worker "
+        "threads are named '<prefix>_<n>' as in the stdlib)",
 }
 
 SKIP = {
