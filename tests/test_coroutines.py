@@ -297,11 +297,7 @@ def test_loop_factory_makes_the_workers_loop(make_pool, conc, factory, expected)
 
 
 @pytest.mark.parametrize("conc_", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: with concurrency=1, a chunk (map chunksize>1) runs its coroutines "
-        "through run_coroutine(None, None, coro) (worker.c call_task, IP_CHUNK), so "
-        "_serve.worker_loop(None) makes a plain asyncio loop, ignoring loop_factory; "
-        "the worker then keeps that loop for every later task"))),
+    pytest.param(1),
     16,
 ], ids=["conc1", "conc16"])
 def test_loop_factory_used_by_map_chunks(make_pool, conc_):
@@ -368,12 +364,7 @@ def test_failing_loop_factory_fails_clearly(make_pool, conc, which):
 
 
 @pytest.mark.parametrize("conc_", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG (clarity): with concurrency=1 a loop_factory that cannot even be "
-        "loaded in the worker (uvloop.new_event_loop: importing uvloop fails) "
-        "fails each coroutine task with the bare ImportError, not naming "
-        "loop_factory: _serve.worker_loop wraps errors of factory() but reads "
-        "ctx.loop_factory (which imports it) outside that try"))),
+    pytest.param(1),
     16,
 ], ids=["conc1", "conc16"])
 def test_unloadable_loop_factory_error_names_loop_factory(make_pool, conc_):
@@ -385,11 +376,7 @@ def test_unloadable_loop_factory_error_names_loop_factory(make_pool, conc_):
 
 
 @pytest.mark.parametrize("conc_", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: with concurrency=1, when loop_factory fails, _serve.run_coroutine "
-        "raises from worker_loop() before wrapping the coroutine in a task and "
-        "never closes it: the worker prints \"RuntimeWarning: coroutine "
-        "'loop_name' was never awaited\" to stderr for every such task"))),
+    pytest.param(1),
     16,
 ], ids=["conc1", "conc16"])
 def test_failing_loop_factory_leaves_no_unawaited_coroutine(make_pool, conc_, capfd):
@@ -630,13 +617,7 @@ def test_cancel_while_computing_lands_at_next_await(make_pool, conc, tmp_path):
 
 
 @pytest.mark.parametrize("conc_", [
-    pytest.param(1, marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: with concurrency=1, a cancel that arrives after the worker took the "
-        "task but before its coroutine runs is lost: handle.cancel(True) sets "
-        "cancel_requested but writes no eventfd (t->slot is set only in "
-        "worker_task_wrap, and the eventfd is made lazily in run_coroutine), and "
-        "_serve.run_coroutine never checks wt.cancel_requested before running: the "
-        "coroutine runs to the end although its awaiter saw CancelledError"))),
+    pytest.param(1),
     16,
 ], ids=["conc1", "conc16"])
 def test_cancel_after_take_before_start(make_pool, conc_, tmp_path):
@@ -865,15 +846,6 @@ def test_interpreter_exit_with_running_coroutines(tmp_path):
         assert markers(d) == {f"t{i}.{s}" for i in range(total) for s in ("started", "cancelled")}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: interpreter exit hangs when coroutine tasks are still queued behind "
-    "running ones: the exit hook stops with cancel_running but keeps the queue "
-    "(_lifetime._at_exit -> Pool._stop_for_exit -> core.stop(False, True)). "
-    "concurrency=1: the next queued coroutine starts after the cancel and nothing "
-    "cancels it (_serve.run_coroutine does not check ctx.cancel_running, the "
-    "eventfd was already cleared) so it runs forever; concurrency>1: _serve stops "
-    "taking tasks once cancel_running is set, but ctx.stopping stays False while "
-    "the queue is not empty, so the loop waits forever"))
 def test_interpreter_exit_with_queued_coroutines(tmp_path):
     cases = [(2, 1, 4, "submit"), (2, 16, 35, "run")]
     results = run_exit_scripts(tmp_path, cases, 8.0)

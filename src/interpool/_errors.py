@@ -46,4 +46,5 @@ class BrokenPool(_BrokenBase):
 
 
 class PoolShutdownError(RuntimeError):
-    """The pool was shut down before this task started."""
+    """The pool shut down before this task started (queued work dropped by
+    ``shutdown(cancel_futures=True)``), or while this coroutine was running."""

@@ -20,17 +20,15 @@ def worker_loop(ctx: Any) -> asyncio.AbstractEventLoop:
     """This worker's event loop, made on first use with the pool's loop_factory."""
     global _loop
     if _loop is None:
-        factory = ctx.loop_factory if ctx is not None else None
-        if factory is None:
-            loop = asyncio.new_event_loop()
-        else:
-            try:
-                loop = factory()
-            except Exception as exc:
-                raise RuntimeError(
-                    f"the pool's loop_factory {factory!r} failed in a worker "
-                    f"interpreter ({type(exc).__name__}: {exc})"
-                ) from exc
+        factory = None
+        try:
+            factory = ctx.loop_factory if ctx is not None else None
+            loop = asyncio.new_event_loop() if factory is None else factory()
+        except Exception as exc:
+            raise RuntimeError(
+                f"the pool's loop_factory {factory or '(could not be loaded)'} failed "
+                f"in a worker interpreter ({type(exc).__name__}: {exc})"
+            ) from exc
         asyncio.set_event_loop(loop)
         _loop = loop
     return _loop
@@ -62,7 +60,14 @@ def _shutdown_error() -> BaseException:
 def run_coroutine(ctx: Any, wt: Any, coro: Any) -> Any:
     """C loop (concurrency=1): run one coroutine to completion on the
     worker's loop; its awaiter's cancel request cancels it."""
-    loop = worker_loop(ctx)
+    try:
+        loop = worker_loop(ctx)
+    except BaseException:
+        coro.close()  # it will never run: no "never awaited" warning
+        raise
+    if ctx is not None and ctx.cancel_running:
+        coro.close()  # the pool is stopping: coroutines no longer start
+        raise _shutdown_error()
     task = loop.create_task(coro)
     fd = -1
     if ctx is not None and wt is not None:
@@ -74,6 +79,7 @@ def run_coroutine(ctx: Any, wt: Any, coro: Any) -> Any:
 
         fd = ctx.fileno()
         loop.add_reader(fd, on_wake)
+        on_wake()  # a cancel that came before the reader was there
     try:
         return loop.run_until_complete(task)
     except asyncio.CancelledError:
@@ -138,6 +144,11 @@ async def _serve(ctx: Any) -> None:
         if not inspect.isawaitable(result):
             wt.set_result(result)
             return
+        if ctx.cancel_running:  # stopping: queued coroutines no longer start
+            if inspect.iscoroutine(result):
+                result.close()
+            wt.set_exception(_shutdown_error())
+            return
         task = loop.create_task(finish(wt, result))
         running[task] = wt
         task.add_done_callback(lambda t: (running.pop(t, None), wake()))
@@ -152,9 +163,12 @@ async def _serve(ctx: Any) -> None:
                     task.cancel()
             free = concurrency - len(running)
             # take() also drops copies of released shared values, so call it
-            # on every wake-up, even with no room for a task.
-            for wt in ctx.take(free if free > 0 and not cancel_all else 0):
+            # on every wake-up, even with no room for a task.  When stopping
+            # it drains the queue: sync tasks still run, coroutines fail.
+            for wt in ctx.take(max(free, 1) if cancel_all else max(free, 0)):
                 start(wt)
+            if cancel_all and not ctx.stopping:
+                continue  # more queued: keep draining
             if ctx.stopping and not running:
                 return
             waiter[0] = loop.create_future()

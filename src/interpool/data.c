@@ -462,10 +462,11 @@ export_destroy(ip_pin *pin)
      * next call into interpool or, for the main interpreter, at once via a
      * pending call. */
     pthread_mutex_lock(&deferred_mu);
+    int first = deferred_head == NULL;   /* one pending call per batch */
     e->next_deferred = deferred_head;
     deferred_head = e;
     pthread_mutex_unlock(&deferred_mu);
-    if (e->owner == PyInterpreterState_Main()) {
+    if (first && e->owner == PyInterpreterState_Main()) {
         (void)Py_AddPendingCall(pending_release, NULL);
     }
 }

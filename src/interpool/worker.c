@@ -138,8 +138,10 @@ decode_call(ip_state *st, ip_task *t, PyObject **args, PyObject **kwargs)
     return 0;
 }
 
+typedef struct WorkerContextObject WorkerContextObject;
+
 static PyObject *
-call_task(ip_state *st, PyObject *fn, ip_task *t)
+call_task(ip_state *st, WorkerContextObject *ctx, PyObject *fn, ip_task *t)
 {
     PyObject *args, *kwargs, *res = NULL;
     if (decode_call(st, t, &args, &kwargs) < 0) {
@@ -158,7 +160,8 @@ call_task(ip_state *st, PyObject *fn, ip_task *t)
             PyObject *r = PyTuple_CheckExact(a) ? PyObject_Call(fn, a, NULL) : NULL;
             if (r != NULL && PyCoro_CheckExact(r)) {
                 PyObject *run = ip_support_attr(st, "run_coroutine");
-                PyObject *out = run ? PyObject_CallFunctionObjArgs(run, Py_None, Py_None, r, NULL)
+                PyObject *out = run ? PyObject_CallFunctionObjArgs(
+                                          run, ctx ? (PyObject *)ctx : Py_None, Py_None, r, NULL)
                                     : NULL;
                 Py_XDECREF(run);
                 Py_SETREF(r, out);
@@ -213,13 +216,13 @@ store_exception(ip_state *st, ip_task *t)
 
 /* The worker's view of its pool, handed to interpool._support (serve,
  * run_coroutine) in this interpreter. */
-typedef struct WorkerContextObject {
+struct WorkerContextObject {
     PyObject_HEAD
     ip_pool *pool;       /* the worker thread holds the pool reference */
     ip_state *st;
     int index;
     PyObject *cache;     /* callables by fn id */
-} WorkerContextObject;
+};
 
 static PyObject *worker_task_wrap(WorkerContextObject *ctx, ip_task *t, int owns);
 
@@ -261,7 +264,7 @@ static void
 run_task(ip_pool *p, ip_state *st, WorkerContextObject *ctx, PyObject *cache, ip_task *t)
 {
     PyObject *fn = worker_callable(p, st, cache, t->fn_id);
-    PyObject *res = fn ? call_task(st, fn, t) : NULL;
+    PyObject *res = fn ? call_task(st, ctx, fn, t) : NULL;
     res = await_result(ctx, st, t, res);
     if (res != NULL) {
         encode_outcome(st, t, res);
@@ -363,7 +366,7 @@ worker_body(ip_pool *p, int index)
             (void)ip_pins_add(&init.payload.pins, p->init_payload.pins.items[i]);
         }
         PyObject *fn = worker_callable(p, st, cache, p->init_fn);
-        PyObject *r = fn ? call_task(st, fn, &init) : NULL;
+        PyObject *r = fn ? call_task(st, ctx, fn, &init) : NULL;
         r = await_result(ctx, st, NULL, r);   /* a coroutine initializer */
         ip_buf_free(&init.payload);
         if (r == NULL) {
