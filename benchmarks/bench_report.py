@@ -271,10 +271,9 @@ def write_markdown(path: str, machine: dict, config: dict, tables: list[Table],
         "(async rows against it through `loop.run_in_executor`).",
     ]
     if config.get("loadavg_before") is not None:
-        after = ", ".join(f"{k} {v:.2f}" for k, v in config.get("loadavg_after", {}).items()
-                          if v is not None)
-        lines.append(f"- load average (1 min): {config['loadavg_before']:.2f} at the start"
-                     + (f"; after each workload: {after}" if after else ""))
+        lines.append(f"- load average (1 min) at the start: {config['loadavg_before']:.2f} "
+                     "(other work on the machine makes parallel figures noisy; repetitions "
+                     "are interleaved across systems so that it hits every system alike)")
     for e in events:
         if e["kind"] in ("skip", "error"):
             lines.append(f"- {e['kind']}: {e['system']}: {e['message']}")

@@ -13,11 +13,19 @@ same number of workers, in one process, and writes
 Usage: tools/python benchmarks/run.py [--quick] [--workers N] [--repeat N]
            [--workloads tiny,latency,startup,grid,payload,async]
            [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential]
-           [--out DIR]
+           [--out DIR] [--timeout SECONDS]
+
+Each figure is the median of --repeat repetitions (with min and max).  The
+repetitions of the systems in one table are interleaved (round robin, in
+alternating order), so that other load on the machine hits them alike and
+the ratios stay meaningful.  Task functions live in workloads.py.
 
 Nothing here asserts speed: the "targets" section at the end is
 informational.  The exit status is non-zero only when interpool itself
-failed (an error, or a wrong answer) or the report could not be written.
+failed (an error, or a wrong answer), the report could not be written, or
+the run hung (a faulthandler watchdog dumps the threads and exits 1).
+A peer that fails prints an ERROR line; one that is missing, a SKIP line.
+Set INTERPOOL_BENCH_TRACEBACK=1 to print the tracebacks of failures.
 """
 
 from __future__ import annotations
@@ -58,7 +66,7 @@ from bench_report import (  # noqa: E402
     write_markdown,
 )
 
-WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async")
+WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro")
 FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
             "aiointerpreters")
 MB = 1024 * 1024
@@ -1040,6 +1048,78 @@ def wl_async(b: Bench) -> None:
     b.measure(t)
 
 
+def wl_coro(b: Bench) -> None:
+    """Coroutines inside the workers: I/O waits and CPU work mixed per task."""
+    count = 200 if b.quick else 2_000
+    burn = W.calibrate_burn(0.001)  # loop count for ~1 ms of CPU here
+    concurrency = 16
+    t = Table("coro",
+              f"Coroutines: {count:,} tasks of `await asyncio.sleep(0.01)` then ~1 ms of CPU",
+              [Metric("time", "time", "s", False), Metric("rate", "tasks/s", "tasks/s", True)],
+              note=f"{b.workers} workers; interpool runs {concurrency} coroutines per worker",
+              baseline="sequential")
+
+    def speedup(table: Table, row: Row) -> str:
+        return fmt_ratio(table.row("sequential").median("time") / row.median("time"))
+
+    t.derived = [("speedup vs one loop", speedup)]
+
+    def check(result) -> None:
+        if sorted(result) != list(range(count)):
+            raise Failed("wrong results")
+
+    def metrics(seconds) -> dict:
+        return {"time": seconds, "rate": count / seconds}
+
+    def one_loop(info):
+        async def rep():
+            return metrics(await atimed(lambda: asyncio.gather(
+                *[W.io_then_cpu(i, burn) for i in range(count)]), check))
+        yield from on_loop(None, rep)
+
+    b.case("sequential", "all coroutines on one event loop", one_loop)
+
+    def main_loop_stdlib(info):
+        with b.executor("stdlib-ipe") as ex:
+            async def task(i):
+                await asyncio.sleep(0.01)
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(ex, W.cpu_burn, burn)
+                return i
+
+            async def setup():
+                await asyncio.get_running_loop().run_in_executor(ex, W.cpu_burn, 1)
+
+            async def rep():
+                return metrics(await atimed(lambda: asyncio.gather(
+                    *[task(i) for i in range(count)]), check))
+            yield from on_loop(setup, rep)
+
+    b.case("stdlib-ipe.async", "coroutines on the main loop, CPU in stdlib InterpreterPoolExecutor",
+           main_loop_stdlib)
+
+    def pool_coro(info):
+        import interpool
+
+        with interpool.Pool(b.workers, concurrency=concurrency) as pool:
+            async def setup():
+                await pool.run(W.io_then_cpu, 0, 1)
+
+            async def rep():
+                return metrics(await atimed(lambda: asyncio.gather(
+                    *[pool.run(W.io_then_cpu, i, burn) for i in range(count)]), check))
+            yield from on_loop(setup, rep)
+
+    b.case("interpool.coro", f"interpool Pool(concurrency={concurrency}): coroutines in the workers",
+           pool_coro)
+    try:
+        import aiomultiprocess  # noqa: F401
+    except Exception:
+        b.event("skip", "aiomultiprocess", "not installed (not packaged for Debian, no PyPI "
+                "here): no process-pool coroutine runner to compare")
+    b.measure(t)
+
+
 # --------------------------------------------------------------- targets
 
 
@@ -1158,6 +1238,14 @@ def evaluate_targets(b: Bench) -> list[Target]:
             f"{zc / ref:.0f}x ({fmt(zc, 'calls/s')} vs {fmt(ref, 'calls/s')})")
     else:
         add("1 MiB zero-copy >= 50x stdlib IPE", None, 50, "")
+    coro = table("coro")
+    one_loop, in_workers = med(coro, "sequential", "time"), med(coro, "interpool.coro", "time")
+    if one_loop and in_workers:
+        add("coroutines in workers (2 workers, concurrency 16) well under one loop's time",
+            one_loop / in_workers, 1.5,
+            f"{one_loop / in_workers:.2f}x faster ({in_workers:.2f} s vs {one_loop:.2f} s on one loop)")
+    else:
+        add("coroutines in workers well under one loop's time", None, 1.5, "")
     return out
 
 
@@ -1276,7 +1364,7 @@ def main(argv: list[str]) -> int:
         print(f"  note: load average {busy:.2f} on {os.cpu_count()} cores before starting: "
               "other work is running, parallel figures will be noisy")
     runners = {"tiny": wl_tiny, "latency": wl_latency, "startup": wl_startup,
-               "grid": wl_grid, "payload": wl_payload, "async": wl_async}
+               "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro}
     t_start = time.perf_counter()
     for name in args.workloads:
         print(f"\n[{name}]", flush=True)
@@ -1285,6 +1373,7 @@ def main(argv: list[str]) -> int:
         try:
             runners[name](b)
         except Exception as exc:
+            b._cases.clear()  # cases added before the failure: never measured
             b.interpool_failed = True
             detail = "".join(traceback.format_exception_only(exc)).strip()
             b.event("error", "workload", detail, name)
@@ -1293,9 +1382,9 @@ def main(argv: list[str]) -> int:
             print(render_text(tb), flush=True)
         elapsed = time.perf_counter() - t0
         load = loadavg()
+        # (includes this benchmark's own workers: informational, JSON only)
         config.setdefault("loadavg_after", {})[name] = load
-        print(f"  [{name}: {elapsed:.1f}s, load average {load if load is None else round(load, 2)}]",
-              flush=True)
+        print(f"  [{name}: {elapsed:.1f}s]", flush=True)
 
     targets = evaluate_targets(b)
     print("\n== Targets (informational; from this run) ==")

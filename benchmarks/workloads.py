@@ -258,3 +258,36 @@ def count_links(html: str) -> int:
     parser.feed(html)
     parser.close()
     return parser.links
+
+# ---------------------------------------------------------------- coroutines
+
+
+def cpu_burn(n: int) -> int:
+    """Pure-Python CPU work: n loop iterations."""
+    s = 0
+    for k in range(n):
+        s += k
+    return s
+
+
+def calibrate_burn(seconds: float) -> int:
+    """How many cpu_burn iterations take about `seconds` here."""
+    import time
+
+    n = 10_000
+    while True:
+        t = time.perf_counter()
+        cpu_burn(n)
+        dt = time.perf_counter() - t
+        if dt > 0.02:
+            return max(1, int(n * seconds / dt))
+        n *= 2
+
+
+async def io_then_cpu(i: int, n: int) -> int:
+    """A task mixing I/O and CPU: wait 10 ms, then ~1 ms of CPU work."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    cpu_burn(n)
+    return i

@@ -107,37 +107,29 @@ def serve(ctx: Any) -> None:
 
 
 async def _serve(ctx: Any) -> None:
-    loop = asyncio.get_running_loop()
-    concurrency = ctx.concurrency
-    running: dict[asyncio.Task[None], Any] = {}
-    waiter: list[asyncio.Future[None] | None] = [None]
+    """`concurrency` slot coroutines, each running one task at a time.
 
-    def wake(*_: object) -> None:
-        w = waiter[0]
-        if w is not None and not w.done():
-            w.set_result(None)
+    A slot takes its next task in the same step that finishes the previous
+    one, so the new task reaches its first await at once; with one task per
+    asyncio.Task, replacements would start only after every callback that
+    was ready in that loop iteration ran (tasks then move in lock-step).
+    """
+    loop = asyncio.get_running_loop()
+    work = asyncio.Event()          # set when the queue may have tasks (or stop)
+    current: dict[asyncio.Task[None], Any] = {}   # slot -> WorkerTask it runs
 
     def on_fd() -> None:
         ctx.clear()
-        wake()
+        stopping = ctx.cancel_running
+        for slot, wt in list(current.items()):
+            if stopping or wt.cancel_requested:
+                slot.cancel()
+        work.set()
 
-    async def finish(wt: Any, awaitable: Any) -> None:
-        try:
-            result = await awaitable
-        except asyncio.CancelledError:
-            wt.set_exception(_shutdown_error() if ctx.cancel_running else asyncio.CancelledError())
-        except BaseException as exc:
-            wt.set_exception(exc)
-        else:
-            wt.set_result(result)
-
-    def start(wt: Any) -> None:
+    async def run_one(wt: Any) -> None:
         try:
             fn, args, kwargs = wt.call()
-            if wt.chunked:
-                result: Any = _run_chunk(fn, args)
-            else:
-                result = fn(*args, **(kwargs or {}))
+            result = _run_chunk(fn, args) if wt.chunked else fn(*args, **(kwargs or {}))
         except BaseException as exc:
             wt.set_exception(exc)
             return
@@ -149,30 +141,40 @@ async def _serve(ctx: Any) -> None:
                 result.close()
             wt.set_exception(_shutdown_error())
             return
-        task = loop.create_task(finish(wt, result))
-        running[task] = wt
-        task.add_done_callback(lambda t: (running.pop(t, None), wake()))
+        me = asyncio.current_task()
+        assert me is not None
+        current[me] = wt
+        try:
+            value = await result
+        except asyncio.CancelledError:
+            me.uncancel()  # the slot lives on; only this task was cancelled
+            wt.set_exception(_shutdown_error() if ctx.cancel_running else asyncio.CancelledError())
+        except BaseException as exc:
+            wt.set_exception(exc)
+        else:
+            wt.set_result(value)
+        finally:
+            current.pop(me, None)
+
+    async def slot() -> None:
+        while True:
+            taken = ctx.take(1)  # also drops copies of released shared values
+            if taken:
+                await run_one(taken[0])
+                continue
+            if ctx.stopping:
+                return
+            work.clear()
+            taken = ctx.take(1)  # take() armed the eventfd: nothing is missed
+            if taken:
+                await run_one(taken[0])
+                continue
+            await work.wait()
 
     fd = ctx.fileno()
     loop.add_reader(fd, on_fd)
     try:
-        while True:
-            cancel_all = ctx.cancel_running
-            for task, wt in list(running.items()):
-                if cancel_all or wt.cancel_requested:
-                    task.cancel()
-            free = concurrency - len(running)
-            # take() also drops copies of released shared values, so call it
-            # on every wake-up, even with no room for a task.  When stopping
-            # it drains the queue: sync tasks still run, coroutines fail.
-            for wt in ctx.take(max(free, 1) if cancel_all else max(free, 0)):
-                start(wt)
-            if cancel_all and not ctx.stopping:
-                continue  # more queued: keep draining
-            if ctx.stopping and not running:
-                return
-            waiter[0] = loop.create_future()
-            await waiter[0]
-            waiter[0] = None
+        slots = [loop.create_task(slot()) for _ in range(ctx.concurrency)]
+        await asyncio.gather(*slots)
     finally:
         loop.remove_reader(fd)
