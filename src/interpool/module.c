@@ -39,7 +39,7 @@ ip_support_attr(ip_state *st, const char *name)
     return PyObject_GetAttrString(st->support, name);
 }
 
-long ip_spin_ns = 20000;
+long ip_spin_ns = 50000;   /* INTERPOOL_SPIN_US overrides */
 
 int64_t
 ip_now_ns(void)
