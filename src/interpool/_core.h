@@ -94,6 +94,10 @@ typedef struct {
 extern long ip_spin_ns;
 /* Monotonic clock in nanoseconds. */
 int64_t ip_now_ns(void);
+/* The CLOCK_MONOTONIC time `timeout` seconds from now, for timed condvar
+ * waits (condvars here use CLOCK_MONOTONIC).  Returns 0 when timeout < 0
+ * (wait forever), else 1. */
+int ip_deadline(double timeout, struct timespec *ts);
 /* Spin (no lock, no GIL needed) until *flag != 0 or ip_spin_ns pass. */
 int ip_spin_while_zero(atomic_int *flag);
 

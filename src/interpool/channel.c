@@ -100,20 +100,21 @@ notify_waiters(ip_queue *q, int want_put)
     }
 }
 
-static int
-deadline_from(double timeout, struct timespec *ts)
+/* The first item, or NULL; wakes a producer waiting for room.  mu held. */
+static qitem *
+pop_locked(ip_queue *q)
 {
-    if (timeout < 0) {
-        return 0;
+    qitem *it = q->head;
+    if (it != NULL) {
+        q->head = it->next;
+        if (q->head == NULL) {
+            q->tail = NULL;
+        }
+        q->n--;
+        pthread_cond_signal(&q->not_full);
+        notify_waiters(q, 1);
     }
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += (time_t)timeout;
-    ts->tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-    return 1;
+    return it;
 }
 
 static int
@@ -239,7 +240,7 @@ queue_put(PyObject *op, PyObject *args, PyObject *kwds)
     int full = 0;
     Py_BEGIN_ALLOW_THREADS
     struct timespec deadline;
-    int timed = deadline_from(timeout, &deadline);
+    int timed = ip_deadline(timeout, &deadline);
     pthread_mutex_lock(&q->mu);
     while (q->maxsize > 0 && q->n >= q->maxsize) {
         if (!block || (timed && timeout == 0)) {
@@ -298,21 +299,12 @@ queue_get(PyObject *op, PyObject *args, PyObject *kwds)
     }
     qitem *it = NULL;
     pthread_mutex_lock(&q->mu);   /* fast path: never waits for a GIL */
-    if (q->head != NULL) {
-        it = q->head;
-        q->head = it->next;
-        if (q->head == NULL) {
-            q->tail = NULL;
-        }
-        q->n--;
-        pthread_cond_signal(&q->not_full);
-        notify_waiters(q, 1);
-    }
+    it = pop_locked(q);
     pthread_mutex_unlock(&q->mu);
     if (it == NULL && block && timeout != 0) {
         Py_BEGIN_ALLOW_THREADS
         struct timespec deadline;
-        int timed = deadline_from(timeout, &deadline);
+        int timed = ip_deadline(timeout, &deadline);
         pthread_mutex_lock(&q->mu);
         while (q->head == NULL) {
             int r = timed ? pthread_cond_timedwait(&q->not_empty, &q->mu, &deadline)
@@ -321,16 +313,7 @@ queue_get(PyObject *op, PyObject *args, PyObject *kwds)
                 break;
             }
         }
-        if (q->head != NULL) {
-            it = q->head;
-            q->head = it->next;
-            if (q->head == NULL) {
-                q->tail = NULL;
-            }
-            q->n--;
-            pthread_cond_signal(&q->not_full);
-            notify_waiters(q, 1);
-        }
+        it = pop_locked(q);
         pthread_mutex_unlock(&q->mu);
         Py_END_ALLOW_THREADS
     }

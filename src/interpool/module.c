@@ -50,6 +50,22 @@ ip_now_ns(void)
 }
 
 int
+ip_deadline(double timeout, struct timespec *ts)
+{
+    if (timeout < 0) {
+        return 0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += (time_t)timeout;
+    ts->tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+    return 1;
+}
+
+int
 ip_spin_while_zero(atomic_int *flag)
 {
     if (atomic_load_explicit(flag, memory_order_acquire)) {

@@ -967,15 +967,7 @@ static int
 wait_until(ip_pool *p, int (*pred)(ip_pool *), double timeout)
 {
     struct timespec deadline;
-    if (timeout > 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += (time_t)timeout;
-        deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    (void)ip_deadline(timeout > 0 ? timeout : -1, &deadline);
     int ok;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&p->mu);
@@ -1179,15 +1171,7 @@ join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     struct timespec deadline;
-    if (timeout > 0) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_sec += (time_t)timeout;
-        deadline.tv_nsec += (long)((timeout - (double)(time_t)timeout) * 1e9);
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    (void)ip_deadline(timeout > 0 ? timeout : -1, &deadline);
     int done;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&o->mu);

@@ -525,16 +525,7 @@ completions_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     ready = timeout != 0 && want == 1 && ip_spin_while_zero(&s->ready);
     if (!ready) {
         struct timespec deadline;
-        if (timeout > 0) {
-            clock_gettime(CLOCK_MONOTONIC, &deadline);
-            double whole = (double)(time_t)timeout;
-            deadline.tv_sec += (time_t)timeout;
-            deadline.tv_nsec += (long)((timeout - whole) * 1e9);
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
-        }
+        (void)ip_deadline(timeout > 0 ? timeout : -1, &deadline);
         pthread_mutex_lock(&s->mu);
         while (s->ndone < want && timeout != 0 &&
                !(s->closed && atomic_load(&s->outstanding) == 0)) {
