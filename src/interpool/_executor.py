@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
-from ._pool import Pool
+from ._pool import Pool, cpu_count
 from ._unwrap import unwrap_context_run
 
 P = ParamSpec("P")
@@ -35,7 +34,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     ) -> None:
         # Not ThreadPoolExecutor.__init__: no thread pool behind this one.
         if max_workers is None:
-            max_workers = min(32, (getattr(os, "process_cpu_count", os.cpu_count)() or 1) + 4)
+            max_workers = min(32, cpu_count() + 4)  # the stdlib's default
         if max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from ._callables import check_sendable
-from ._pool import Pool
+from ._pool import Pool, cpu_count
 from ._unwrap import unwrap_context_run
 
 P = ParamSpec("P")
@@ -75,9 +74,8 @@ class InterpreterThreadPoolExecutor(ThreadPoolExecutor):
                 if self._shutdown:
                     raise RuntimeError("cannot schedule new futures after shutdown")
                 if self._interp_pool is None:
-                    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
                     self._interp_pool = Pool(
-                        min(self._max_workers, cpus),
+                        min(self._max_workers, cpu_count()),
                         initializer=self._interp_init[0],
                         initargs=self._interp_init[1],
                         name=f"{self._thread_name_prefix}-interp",

@@ -27,9 +27,9 @@ _NO_PREFIX: tuple[()] = ()
 _MAP_BATCH = 64  # results a map consumer waits for per wake-up
 
 
-def _default_workers() -> int:
-    count = getattr(os, "process_cpu_count", os.cpu_count)()
-    return count or 1
+def cpu_count() -> int:
+    """CPUs this process may use (the default worker count)."""
+    return os.process_cpu_count() or 1
 
 
 def _main_path() -> str | None:
@@ -44,11 +44,16 @@ class _State:
         self.core = core
         self.resolver: Resolver | None = None
 
-    def stop(self) -> None:
-        # Workers finish the queue, then exit; the exit hook waits for them.
-        self.core.stop()
-        if self.resolver is not None:
-            self.resolver.close()
+    def stop(self, cancel: bool = False, cancel_running: bool = False) -> Resolver | None:
+        """Stop the workers (they finish the queue unless `cancel`; running
+        coroutines are cancelled with `cancel_running`) and close the
+        resolver, which exits once every result is in.  The exit hook and
+        shutdown(wait=True) wait for the workers."""
+        self.core.stop(cancel, cancel_running)
+        resolver = self.resolver
+        if resolver is not None:
+            resolver.close()
+        return resolver
 
 
 class Pool(AsyncPoolMethods):
@@ -80,7 +85,7 @@ class Pool(AsyncPoolMethods):
         loop_factory: Callable[[], object] | None = None,
     ) -> None:
         if workers is None:
-            workers = _default_workers()
+            workers = cpu_count()
         elif isinstance(workers, bool) or not isinstance(workers, int):
             raise TypeError(f"workers must be an int, not {type(workers).__name__}")
         elif workers < 1:
@@ -221,9 +226,7 @@ class Pool(AsyncPoolMethods):
 
     def _stop_for_exit(self) -> None:
         # Queued work still runs; running coroutines are cancelled.
-        self._core.stop(False, True)
-        if self._state.resolver is not None:
-            self._state.resolver.close()
+        self._state.stop(cancel_running=True)
 
     # ------------------------------------------------------------ Executor API
 
@@ -328,12 +331,9 @@ class Pool(AsyncPoolMethods):
         ones.  With wait=True, return once every worker has exited."""
         with self._lock:
             self._shutdown = True
-            self._core.stop(cancel_futures, cancel_futures)
-            resolver = self._state.resolver
-        if resolver is not None:
-            resolver.close()
-            if cancel_futures:
-                resolver.resolve()  # the dropped futures are cancelled before we return
+            resolver = self._state.stop(cancel_futures, cancel_futures)
+        if resolver is not None and cancel_futures:
+            resolver.resolve()  # the dropped futures are cancelled before we return
         self._retire_loop_sinks()
         if wait:
             self._core.join()

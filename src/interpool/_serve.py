@@ -13,6 +13,8 @@ import asyncio
 import inspect
 from typing import Any
 
+from ._support import shutdown_error
+
 _loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -51,12 +53,6 @@ def close_loop() -> None:
         loop.close()
 
 
-def _shutdown_error() -> BaseException:
-    from ._errors import PoolShutdownError
-
-    return PoolShutdownError("the pool shut down while this coroutine was running")
-
-
 def run_coroutine(ctx: Any, wt: Any, coro: Any) -> Any:
     """C loop (concurrency=1): run one coroutine to completion on the
     worker's loop; its awaiter's cancel request cancels it."""
@@ -67,7 +63,7 @@ def run_coroutine(ctx: Any, wt: Any, coro: Any) -> Any:
         raise
     if ctx is not None and ctx.cancel_running:
         coro.close()  # the pool is stopping: coroutines no longer start
-        raise _shutdown_error()
+        raise shutdown_error("running")
     task = loop.create_task(coro)
     fd = -1
     if ctx is not None and wt is not None:
@@ -84,7 +80,7 @@ def run_coroutine(ctx: Any, wt: Any, coro: Any) -> Any:
         return loop.run_until_complete(task)
     except asyncio.CancelledError:
         if ctx is not None and ctx.cancel_running:
-            raise _shutdown_error() from None
+            raise shutdown_error("running") from None
         raise
     finally:
         if fd >= 0:
@@ -139,7 +135,7 @@ async def _serve(ctx: Any) -> None:
         if ctx.cancel_running:  # stopping: queued coroutines no longer start
             if inspect.iscoroutine(result):
                 result.close()
-            wt.set_exception(_shutdown_error())
+            wt.set_exception(shutdown_error("running"))
             return
         me = asyncio.current_task()
         assert me is not None
@@ -148,7 +144,7 @@ async def _serve(ctx: Any) -> None:
             value = await result
         except asyncio.CancelledError:
             me.uncancel()  # the slot lives on; only this task was cancelled
-            wt.set_exception(_shutdown_error() if ctx.cancel_running else asyncio.CancelledError())
+            wt.set_exception(shutdown_error("running") if ctx.cancel_running else asyncio.CancelledError())
         except BaseException as exc:
             wt.set_exception(exc)
         else:

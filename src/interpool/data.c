@@ -235,7 +235,6 @@ shared_value_here(ip_state *st, ip_shared *sv)
 typedef struct {
     PyObject_HEAD
     ip_shared *sv;
-    PyObject *waker;     /* called after release so idle workers purge now */
 } SharedObject;
 
 static void
@@ -246,22 +245,15 @@ shared_release(SharedObject *self)
     }
     atomic_fetch_add_explicit(&ip_shared_epoch, 1, memory_order_release);
     ip_wake_all_pools();   /* idle workers of every pool drop their copies now */
-    if (self->waker != NULL) {
-        PyObject *r = PyObject_CallNoArgs(self->waker);
-        if (r == NULL) {
-            PyErr_WriteUnraisable(self->waker);
-        }
-        Py_XDECREF(r);
-    }
 }
 
 static PyObject *
 shared_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"value", "waker", NULL};
+    static char *kwlist[] = {"value", NULL};
     static atomic_ullong next_id = 1;
-    PyObject *value, *waker = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:Shared", kwlist, &value, &waker)) {
+    PyObject *value;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O:Shared", kwlist, &value)) {
         return NULL;
     }
     ip_state *st = ip_state_of_type(type);
@@ -295,23 +287,7 @@ shared_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     self->sv = sv;
-    self->waker = waker == Py_None ? NULL : Py_NewRef(waker);
     return (PyObject *)self;
-}
-
-static int
-shared_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(op));
-    Py_VISIT(((SharedObject *)op)->waker);
-    return 0;
-}
-
-static int
-shared_clear(PyObject *op)
-{
-    Py_CLEAR(((SharedObject *)op)->waker);
-    return 0;
 }
 
 static void
@@ -319,12 +295,10 @@ shared_dealloc(PyObject *op)
 {
     SharedObject *self = (SharedObject *)op;
     PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
     if (self->sv != NULL) {
         shared_release(self);   /* the last reference to the handle went */
         ip_pin_decref(&self->sv->base);
     }
-    (void)shared_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -396,7 +370,7 @@ static PyGetSetDef shared_getset[] = {
 };
 
 PyDoc_STRVAR(shared_doc,
-"Shared(value, waker=None)\n--\n\n"
+"Shared(value)\n--\n\n"
 "A value sent to each worker at most once (use Pool.share).  Passing the\n"
 "handle as a task argument, at top level or inside containers, gives the\n"
 "worker its own cached copy.");
@@ -405,8 +379,6 @@ static PyType_Slot shared_slots[] = {
     {Py_tp_doc, (void *)shared_doc},
     {Py_tp_new, shared_new},
     {Py_tp_dealloc, shared_dealloc},
-    {Py_tp_traverse, shared_traverse},
-    {Py_tp_clear, shared_clear},
     {Py_tp_repr, shared_repr},
     {Py_tp_methods, shared_methods},
     {Py_tp_getset, shared_getset},
@@ -416,7 +388,7 @@ static PyType_Slot shared_slots[] = {
 static PyType_Spec shared_spec = {
     .name = "interpool.Shared",
     .basicsize = sizeof(SharedObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
     .slots = shared_slots,
 };
 

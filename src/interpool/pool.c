@@ -894,17 +894,6 @@ error:
     return NULL;
 }
 
-PyDoc_STRVAR(wake_doc,
-"wake($self, /)\n--\n\n"
-"Wake idle workers for upkeep (e.g. dropping released shared values).");
-
-static PyObject *
-poolcore_wake(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    wake_pool(get_pool(op));
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(cancel_queued_doc,
 "cancel_queued($self, sink, /)\n--\n\n"
 "Drop every queued task bound for `sink` (they never run); return how many.");
@@ -962,37 +951,40 @@ poolcore_stop(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* Wait (GIL released) until pred(p) holds or timeout (<0: forever) passes. */
+/* Wait (GIL released) on cond until pred(arg) holds under mu, or timeout
+ * seconds (<0: forever) pass.  Return the final value of pred. */
 static int
-wait_until(ip_pool *p, int (*pred)(ip_pool *), double timeout)
+wait_until(pthread_mutex_t *mu, pthread_cond_t *cond, int (*pred)(void *), void *arg,
+           double timeout)
 {
     struct timespec deadline;
     (void)ip_deadline(timeout > 0 ? timeout : -1, &deadline);
     int ok;
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&p->mu);
-    while (!(ok = pred(p)) && timeout != 0) {
-        int rc = timeout < 0 ? pthread_cond_wait(&p->changed, &p->mu)
-                             : pthread_cond_timedwait(&p->changed, &p->mu, &deadline);
+    pthread_mutex_lock(mu);
+    while (!(ok = pred(arg)) && timeout != 0) {
+        int rc = timeout < 0 ? pthread_cond_wait(cond, mu)
+                             : pthread_cond_timedwait(cond, mu, &deadline);
         if (rc == ETIMEDOUT) {
-            ok = pred(p);
+            ok = pred(arg);
             break;
         }
     }
-    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(mu);
     Py_END_ALLOW_THREADS
     return ok;
 }
 
 static int
-pred_exited(ip_pool *p)
+pred_exited(void *arg)
 {
-    return p->nlive == 0;
+    return ((ip_pool *)arg)->nlive == 0;
 }
 
 static int
-pred_ready(ip_pool *p)
+pred_ready(void *arg)
 {
+    ip_pool *p = arg;
     return p->nready == p->nworkers || p->broken || p->nlive == 0;
 }
 
@@ -1027,7 +1019,8 @@ poolcore_join(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     if (parse_timeout(args, nargs, &timeout) < 0) {
         return NULL;
     }
-    int exited = wait_until(get_pool(op), pred_exited, timeout);
+    ip_pool *p = get_pool(op);
+    int exited = wait_until(&p->mu, &p->changed, pred_exited, p, timeout);
     ip_release_deferred();
     return PyBool_FromLong(exited);
 }
@@ -1045,7 +1038,7 @@ poolcore_wait_ready(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     ip_pool *p = get_pool(op);
-    (void)wait_until(p, pred_ready, timeout);
+    (void)wait_until(&p->mu, &p->changed, pred_ready, p, timeout);
     pthread_mutex_lock(&p->mu);
     int all = p->nready == p->nworkers && !p->broken;
     pthread_mutex_unlock(&p->mu);
@@ -1103,7 +1096,6 @@ static PyMethodDef poolcore_methods[] = {
     {"submit_many", (PyCFunction)(void (*)(void))poolcore_submit_many, METH_FASTCALL,
      submit_many_doc},
     {"cancel_queued", poolcore_cancel_queued, METH_O, cancel_queued_doc},
-    {"wake", poolcore_wake, METH_NOARGS, wake_doc},
     {"stop", (PyCFunction)(void (*)(void))poolcore_stop, METH_FASTCALL, stop_doc},
     {"join", (PyCFunction)(void (*)(void))poolcore_join, METH_FASTCALL, join_doc},
     {"wait_ready", (PyCFunction)(void (*)(void))poolcore_wait_ready, METH_FASTCALL,
@@ -1156,6 +1148,12 @@ live_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     return d;
 }
 
+static int
+pred_owner_idle(void *arg)
+{
+    return ((ip_owner *)arg)->live == 0;
+}
+
 PyDoc_STRVAR(join_all_doc,
 "join_all_workers($module, timeout=None, /)\n--\n\n"
 "Wait until every worker thread of every pool this interpreter created has\n"
@@ -1170,21 +1168,7 @@ join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (parse_timeout(args, nargs, &timeout) < 0) {
         return NULL;
     }
-    struct timespec deadline;
-    (void)ip_deadline(timeout > 0 ? timeout : -1, &deadline);
-    int done;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&o->mu);
-    while (!(done = o->live == 0) && timeout != 0) {
-        int rc = timeout < 0 ? pthread_cond_wait(&o->exited, &o->mu)
-                             : pthread_cond_timedwait(&o->exited, &o->mu, &deadline);
-        if (rc == ETIMEDOUT) {
-            done = o->live == 0;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&o->mu);
-    Py_END_ALLOW_THREADS
+    int done = wait_until(&o->mu, &o->exited, pred_owner_idle, o, timeout);
     ip_release_deferred();   /* the workers' views are gone now */
     return PyBool_FromLong(done);
 }

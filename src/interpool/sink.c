@@ -177,6 +177,25 @@ sink_take_all(ip_sink *s)
     return head;
 }
 
+/* Nobody will consume this sink any more: close it, free what arrived, and
+ * make later pushes free their task at once. */
+static void
+sink_orphan(ip_sink *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->closed = 1;
+    s->orphaned = 1;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    Py_ssize_t n = 0;
+    for (ip_task *t = sink_take_all(s), *next; t != NULL; t = next) {
+        next = t->done_next;
+        ip_task_decref(t);
+        n++;
+    }
+    atomic_fetch_sub_explicit(&s->outstanding, n, memory_order_relaxed);
+}
+
 /* ------------------------------------------------------------ Completions */
 
 typedef ip_completions CompletionsObject;
@@ -285,18 +304,8 @@ completions_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     if (self->sink != NULL) {
-        ip_sink *s = self->sink;
-        pthread_mutex_lock(&s->mu);
-        s->closed = 1;
-        s->orphaned = 1;   /* from now on, pushes free their task at once */
-        pthread_mutex_unlock(&s->mu);
-        ip_task *t = sink_take_all(s);
-        while (t != NULL) {
-            ip_task *next = t->done_next;
-            ip_task_decref(t);
-            t = next;
-        }
-        ip_sink_decref(s);
+        sink_orphan(self->sink);
+        ip_sink_decref(self->sink);
     }
     (void)completions_clear(op);
     tp->tp_free(op);
@@ -459,19 +468,7 @@ static PyObject *
 completions_detach(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     CompletionsObject *self = (CompletionsObject *)op;
-    ip_sink *s = self->sink;
-    pthread_mutex_lock(&s->mu);
-    s->closed = 1;
-    s->orphaned = 1;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->mu);
-    Py_ssize_t n = 0;
-    for (ip_task *t = sink_take_all(s), *next; t != NULL; t = next) {
-        next = t->done_next;
-        ip_task_decref(t);
-        n++;
-    }
-    atomic_fetch_sub_explicit(&s->outstanding, n, memory_order_relaxed);
+    sink_orphan(self->sink);
     PyObject *owners = PyDict_Values(self->owners);
     if (owners != NULL) {
         PyDict_Clear(self->owners);
@@ -480,7 +477,7 @@ completions_detach(PyObject *op, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(wait_doc,
-"wait($self, timeout=None, /)\n--\n\n"
+"wait($self, timeout=None, batch=1, /)\n--\n\n"
 "Sleep until a task has finished (with batch > 1: until that many have,\n"
 "or all that are outstanding), the sink is closed with nothing outstanding,\n"
 "or timeout seconds pass.  Return True when something finished.  Releases\n"

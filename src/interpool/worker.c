@@ -278,7 +278,7 @@ run_task(ip_pool *p, ip_state *st, WorkerContextObject *ctx, PyObject *cache, ip
 }
 
 /* Next task; NULL when the pool stops with an empty queue (*stop set) or
- * when wake() asks idle workers for upkeep.  Sleeps with this
+ * when idle workers are woken for upkeep (ip_wake_all_pools).  Sleeps with this
  * interpreter's GIL released. */
 static ip_task *
 take_task(ip_pool *p, unsigned *wake_seen, int *stop)
