@@ -432,13 +432,15 @@ export_destroy(ip_pin *pin)
     }
     /* Another interpreter let go last: the owner releases it later, at its
      * next call into interpool or, for the main interpreter, at once via a
-     * pending call. */
+     * pending call.  Read the owner first: once e is on the list, the owner
+     * may free it at any moment. */
+    int owner_is_main = e->owner == PyInterpreterState_Main();
     pthread_mutex_lock(&deferred_mu);
     int first = deferred_head == NULL;   /* one pending call per batch */
     e->next_deferred = deferred_head;
     deferred_head = e;
     pthread_mutex_unlock(&deferred_mu);
-    if (first && e->owner == PyInterpreterState_Main()) {
+    if (first && owner_is_main) {
         (void)Py_AddPendingCall(pending_release, NULL);
     }
 }
