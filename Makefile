@@ -4,22 +4,52 @@
 PY := tools/python
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: test test-3.14 test-3.15 bench bench-quick examples asan clean
+.PHONY: test test-3.13 test-3.14 test-3.15 check-layers debug-test refleak bench bench-quick examples asan clean wheel-check peers
 
-test: test-3.14 test-3.15 bench-quick
+test: check-layers test-3.14 test-3.13 test-3.15 debug-test refleak bench-quick wheel-check
+
+# The C core keeps its layers and no two files (C or Python) depend on each
+# other in a circle (tools/check_layers.py).
+check-layers:
+	tools/provision
+	$(PY) tools/check_layers.py --symbols
 
 test-3.14:
 	tools/provision
 	PYTHON_VERSION=3.14 $(PYTEST)
 
+test-3.13:
+	PYTHON_VERSION=3.13 $(PYTEST)
+
 test-3.15:
 	PYTHON_VERSION=3.15 $(PYTEST)
 
+# The suite against a debug build of the extension: -O0 -g, assert() on the
+# core's invariants (refcounts, task states, locks held).
+debug-test:
+	INTERPOOL_DEBUG=1 $(PYTEST) -p no:faulthandler
+
+# Reference leaks, in the style of CPython's -R, on Debian's python3.14-dbg.
+refleak:
+	PYTHON_VERSION=3.14-dbg $(PY) tools/refleak.py
+
+# The third-party peers (pinned, installed apart from the system's packages
+# once; a stamp makes it a no-op after that).  Without them the benchmark
+# prints a SKIP line per peer.
 bench:
+	tools/peers || echo "make bench: peers not installed; their rows will be skipped" >&2
 	$(PY) benchmarks/run.py
 
 bench-quick:
 	$(PY) benchmarks/run.py --quick --out /tmp/interpool-bench-quick
+
+peers:
+	tools/peers
+
+# sdist + wheel from a clean copy, installed in fresh venvs, README examples
+# run outside the repository, on 3.14 and 3.15 (needs PyPI; about a minute).
+wheel-check:
+	tools/check_wheel
 
 examples:
 	$(PYTEST) tests/test_examples.py

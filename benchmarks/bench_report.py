@@ -264,6 +264,8 @@ def write_markdown(path: str, machine: dict, config: dict, tables: list[Table],
         f"- machine: {machine['cpu_count']} cores ({machine['cpu_model']}), "
         f"{machine['platform']}",
         f"- Python {machine['python']}, interpool {machine['interpool']}",
+        *(["- peers: " + ", ".join(f"{k} {v}" for k, v in machine["peers"].items())]
+          if machine.get("peers") else []),
         f"- command: `{config['command']}`",
         f"- workers: {config['workers']} per pool/executor; figures are the median of "
         f"{config['repeat']} repetition(s) with min – max; \"vs stdlib IPE\" is how many "
@@ -298,6 +300,10 @@ _COLORS = {
     "processes": "#d62728",
     "anyio": "#9467bd",
     "sequential": "#7f7f7f",
+    "aiointerpreters": "#e377c2",
+    "aiomultiprocess": "#bcbd22",
+    "pebble": "#17becf",
+    "loky": "#aec7e8",
     "bare": "#8c564b",
 }
 

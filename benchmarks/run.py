@@ -3,28 +3,42 @@
 
 Runs the same workloads through interpool's front doors and through its
 peers (the stdlib InterpreterPoolExecutor, ThreadPoolExecutor,
-ProcessPoolExecutor, anyio.to_interpreter, plain sequential code), with the
+ProcessPoolExecutor, anyio.to_interpreter, plain sequential code, and the
+third-party aiointerpreters, aiomultiprocess, pebble and loky), with the
 same number of workers, in one process, and writes
 
-    <out>/results.json   every repetition, machine info
+    <out>/results.json   every repetition, machine info, peer versions
     <out>/results.md     the tables in Markdown
     <out>/chart.png      a multi-panel chart
 
 Usage: tools/python benchmarks/run.py [--quick] [--workers N] [--repeat N]
-           [--workloads tiny,latency,startup,grid,payload,async]
-           [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential]
-           [--out DIR] [--timeout SECONDS]
+           [--workloads tiny,latency,startup,grid,payload,async,coro]
+           [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential,
+                      aiointerpreters,aiomultiprocess,pebble,loky]
+           [--out DIR] [--timeout SECONDS] [--progress auto|tty|lines|off]
+
+Where things are: the workloads (and interpool's and the stdlib's rows) in
+this file, one function each; the harness (Bench, cases, repetitions,
+systems) in harness.py; the third-party peers' rows in peer_cases.py, one
+function per workload; the seed's own comparison (the AoC day-6 grid as a
+tuple of tuples, part of the grid workload) in seed_grid.py; task functions
+and inputs in workloads.py; tables and files in bench_report.py.
+
+The third-party peers are pinned in peers.py and installed apart from the
+system's packages by ``tools/peers`` (``make bench`` runs it first); --quick
+never loads them.  A peer that is missing prints one SKIP line; one that
+cannot run a workload says why on its own line.
 
 Each figure is the median of --repeat repetitions (with min and max).  The
 repetitions of the systems in one table are interleaved (round robin, in
 alternating order), so that other load on the machine hits them alike and
-the ratios stay meaningful.  Task functions live in workloads.py.
+the ratios stay meaningful.
 
 Nothing here asserts speed: the "targets" section at the end is
 informational.  The exit status is non-zero only when interpool itself
 failed (an error, or a wrong answer), the report could not be written, or
 the run hung (a faulthandler watchdog dumps the threads and exits 1).
-A peer that fails prints an ERROR line; one that is missing, a SKIP line.
+A peer that fails prints an ERROR line.
 Set INTERPOOL_BENCH_TRACEBACK=1 to print the tracebacks of failures.
 """
 
@@ -33,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures as cf
-import contextlib
 import datetime
 import faulthandler
 import gc
@@ -51,6 +64,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:  # workers import `workloads` by name through sys.path
     sys.path.insert(0, HERE)
 
+import peer_cases as PC  # noqa: E402
+import control_cases as CC  # noqa: E402
+import stream_cases as SC  # noqa: E402
+import seed_grid  # noqa: E402
 import workloads as W  # noqa: E402
 from bench_report import (  # noqa: E402
     Metric,
@@ -65,342 +82,27 @@ from bench_report import (  # noqa: E402
     write_json,
     write_markdown,
 )
-
-WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro")
-FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
-            "aiointerpreters")
-MB = 1024 * 1024
-
-StdlibIPE = getattr(cf, "InterpreterPoolExecutor", None)
-
-
-def cpu_count() -> int:
-    return (getattr(os, "process_cpu_count", None) or os.cpu_count)() or 1
-
-
-# --------------------------------------------------------------- peers
-
-
-def load_anyio():
-    """anyio.to_interpreter (or None, with the reason)."""
-    try:
-        import anyio
-        from anyio import to_interpreter
-    except Exception as exc:
-        return None, f"not importable ({exc.__class__.__name__}: {exc})"
-    if not hasattr(to_interpreter, "run_sync"):
-        return None, "anyio has no to_interpreter.run_sync"
-    return (anyio, to_interpreter), None
-
-
-def anyio_cleanup(to_interpreter) -> None:
-    """Close the idle interpreters anyio keeps for the running loop.
-
-    anyio keeps them per event loop until interpreter exit; each asyncio.run
-    here has its own loop, so without this they would pile up.
-    """
-    try:
-        idle = to_interpreter._idle_workers.get()
-    except Exception:
-        return
-    try:
-        to_interpreter._stop_workers(idle)
-    except Exception:
-        pass
-
-
-def rss_bytes() -> int:
-    try:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-    except Exception:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    return 0
-
-
-def uss_bytes(pid: int) -> int:
-    try:
-        import psutil
-
-        return psutil.Process(pid).memory_full_info().uss
-    except Exception:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    return 0
-
-
-def loadavg() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    i = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
-    return sorted_values[i]
-
-
-# --------------------------------------------------------------- the harness
-
-
-class Failed(Exception):
-    """A system produced a wrong answer."""
-
-
-class Case:
-    """One system in one table: ``gen(info)`` is a generator that sets the
-    system up, then yields one repetition's {metric: value} per next();
-    closing it tears the system down."""
-
-    def __init__(self, key: str, label: str, gen, baseline: str | None) -> None:
-        self.key, self.label, self.gen_fn, self.baseline = key, label, gen, baseline
-        self.info: dict = {}
-        self.reps: dict[str, list[float]] = {}
-        self.it = None
-        self.failed = False
-        self.wall = 0.0
-
-
-def timed(run, check=None) -> float:
-    """Seconds for one run() (check(result) validates it, untimed)."""
-    gc.collect()
-    t0 = time.perf_counter()
-    result = run()
-    dt = time.perf_counter() - t0
-    if check is not None:
-        check(result)
-    return dt
-
-
-async def atimed(run, check=None) -> float:
-    gc.collect()
-    t0 = time.perf_counter()
-    result = await run()
-    dt = time.perf_counter() - t0
-    if check is not None:
-        check(result)
-    return dt
-
-
-def on_loop(setup, rep, teardown=None):
-    """A repetition generator for an async system, on one event loop kept for
-    all its repetitions: setup() and teardown() are coroutine functions,
-    rep() a coroutine function returning one repetition's metrics."""
-    loop = asyncio.new_event_loop()
-    try:
-        if setup is not None:
-            loop.run_until_complete(setup())
-        while True:
-            yield loop.run_until_complete(rep())
-    finally:
-        try:
-            if teardown is not None:
-                loop.run_until_complete(teardown())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            loop.close()
-
-
-class Bench:
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.workers: int = args.workers
-        self.repeat: int = args.repeat
-        self.quick: bool = args.quick
-        self.systems: list[str] | None = args.systems
-        self.tables: list[Table] = []
-        self.events: list[dict] = []
-        self.interpool_failed = False
-        self.anyio, self.anyio_missing = load_anyio()
-        self._cases: list[Case] = []
-
-    # ---- selection, events
-
-    def selected(self, key: str) -> bool:
-        if self.systems is None:
-            return True
-        if key == "bare-interpreter":  # the reference of a start-up target
-            key = "interpool.bare"
-        return any(key == s or key.startswith(s + ".") or key.startswith(s + "-")
-                   for s in self.systems)
-
-    def event(self, kind: str, system: str, message: str, workload: str = "") -> None:
-        self.events.append({"kind": kind, "system": system, "workload": workload,
-                            "message": message})
-        where = f" [{workload}]" if workload else ""
-        print(f"  {'SKIP ' if kind == 'skip' else 'ERROR'} {system}{where}: {message}",
-              flush=True)
-
-    def available(self, key: str) -> bool:
-        if key.startswith("stdlib-ipe") and StdlibIPE is None:
-            return False
-        if key.startswith("anyio") and self.anyio is None:
-            return False
-        return True
-
-    # ---- measuring
-
-    def case(self, key: str, label: str, gen, *, baseline: str | None = None) -> None:
-        """Add a system to the table being measured (see Case)."""
-        if self.selected(key) and self.available(key):
-            self._cases.append(Case(key, label, gen, baseline))
-
-    def _fail(self, table: Table, c: Case, exc: BaseException) -> None:
-        c.failed = True
-        if c.key.startswith("interpool"):
-            self.interpool_failed = True
-        detail = "".join(traceback.format_exception_only(exc)).strip()
-        self.event("error", c.label, detail, table.workload)
-        if os.environ.get("INTERPOOL_BENCH_TRACEBACK"):
-            traceback.print_exception(exc, file=sys.stdout)
-        self._close(table, c)
-
-    def _close(self, table: Table, c: Case) -> None:
-        it, c.it = c.it, None
-        if it is None:
-            return
-        try:
-            it.close()
-        except Exception as exc:
-            if not c.failed:
-                self._fail(table, c, exc)
-
-    def measure(self, table: Table) -> None:
-        """Run the cases added since the last call, then add their rows.
-
-        Repetitions are interleaved (round r runs every system once, in
-        alternating order), so that load from elsewhere on the machine
-        lands on all systems alike rather than on whichever ran then.
-        """
-        cases, self._cases = self._cases, []
-        self.tables.append(table)
-        for r in range(self.repeat):
-            for c in (cases if r % 2 == 0 else cases[::-1]):
-                if c.failed:
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    if c.it is None:
-                        c.it = c.gen_fn(c.info)
-                    out = next(c.it)
-                except StopIteration:
-                    self._fail(table, c, RuntimeError("the case ended early"))
-                except Exception as exc:
-                    self._fail(table, c, exc)
-                else:
-                    for k, v in out.items():
-                        c.reps.setdefault(k, []).append(v)
-                c.wall += time.perf_counter() - t0
-        for c in reversed(cases):  # tear down, newest first
-            t0 = time.perf_counter()
-            self._close(table, c)
-            c.wall += time.perf_counter() - t0
-        for c in cases:
-            if c.failed:
-                continue
-            label = c.info.pop("label", c.label)
-            c.info["wall_s"] = round(c.wall, 3)
-            table.rows.append(Row(c.key, label, c.reps, baseline=c.baseline, info=c.info))
-            m = next((m for m in table.metrics if c.reps.get(m.name)), table.primary)
-            print(f"  · {label:<56} {fmt(table.rows[-1].median(m.name), m.unit):>14}"
-                  f"   ({c.wall:.1f}s)", flush=True)
-
-    # ---- systems
-
-    def warm(self, ex) -> None:
-        """Start every worker of a (lazy) executor and import `workloads` in it."""
-        for f in [ex.submit(W.hold, 0.02) for _ in range(2 * self.workers)]:
-            f.result()
-
-    @contextlib.contextmanager
-    def pool(self):
-        import interpool
-
-        pool = interpool.Pool(self.workers)
-        try:
-            pool.wait_ready()
-            self.warm(pool)
-            yield pool
-        finally:
-            pool.shutdown(wait=True)
-
-    @contextlib.contextmanager
-    def executor(self, kind: str, initializer=None, initargs=()):
-        n = self.workers
-        if kind.startswith("interpool"):
-            import interpool
-
-            ex = interpool.InterpreterPoolExecutor(n, initializer=initializer, initargs=initargs)
-        elif kind.startswith("stdlib-ipe"):
-            ex = StdlibIPE(n, initializer=initializer, initargs=initargs)
-        elif kind.startswith("threads"):
-            ex = cf.ThreadPoolExecutor(n, initializer=initializer, initargs=initargs)
-        elif kind.startswith("processes"):
-            ex = cf.ProcessPoolExecutor(n, initializer=initializer, initargs=initargs)
-        else:
-            raise ValueError(kind)
-        try:
-            self.warm(ex)
-            yield ex
-        finally:
-            ex.shutdown(wait=True)
-
-    def best_chunksize(self, run, candidates, info: dict) -> int:
-        """The chunksize among candidates with the shortest run (best of 2)."""
-        trials: dict[int, float] = {}
-        for cs in candidates:
-            for _ in range(1 if self.quick else 2):
-                dt = timed(lambda: run(cs))
-                trials[cs] = min(dt, trials.get(cs, dt))
-        best = min(trials, key=trials.get)
-        info.update(chunksize=best, calibration_s=trials)
-        return best
-
-    @property
-    def chunk_candidates(self) -> tuple[int, ...]:
-        return (16, 256) if self.quick else (16, 256, 1024)
-
-    def anyio_gen(self, rep, setup_extra=None):
-        """on_loop() for anyio.to_interpreter: rep(run) gets a run(fn, *args)
-        coroutine bounded to `workers` calls at once (an outer semaphore:
-        anyio alone would create one interpreter per pending call)."""
-        anyio, ti = self.anyio
-        state: dict = {}
-
-        async def setup():
-            limiter = anyio.CapacityLimiter(self.workers)
-            sem = asyncio.Semaphore(self.workers)
-
-            async def run(fn, *args):
-                async with sem:
-                    return await ti.run_sync(fn, *args, limiter=limiter)
-
-            state["run"] = run
-            await asyncio.gather(*(run(W.hold, 0.02) for _ in range(2 * self.workers)))
-
-        async def teardown():
-            anyio_cleanup(ti)
-
-        return on_loop(setup, lambda: rep(state["run"]), teardown)
-
-
-def check_sum(n: int):
-    expected = n * (n - 1) // 2
-
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong results: sum {got} != {expected}")
-
-    return check
+from harness import (  # noqa: E402
+    MB,
+    PEERS,
+    Bench,
+    Failed,
+    StdlibIPE,
+    anyio_cleanup,
+    atimed,
+    check_sum,
+    cpu_count,
+    load_anyio,
+    loadavg,
+    on_loop,
+    percentile,
+    rss_bytes,
+    timed,
+    uss_bytes,
+)
+
+WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream")
+FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential", *PEERS)
 
 
 # --------------------------------------------------------------- 1. tiny tasks
@@ -521,6 +223,7 @@ def wl_tiny(b: Bench) -> None:
 
     b.case("anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather,
            baseline="stdlib-ipe.async")
+    PC.tiny(b, items, check, rate)
     b.measure(t)
 
 
@@ -549,10 +252,10 @@ def wl_latency(b: Bench) -> None:
             s.append(clock() - t0)
         return stats(s)
 
-    async def async_samples(call) -> dict:
+    async def async_samples(call, count: int = n) -> dict:
         gc.collect()
         s = []
-        for i in range(n):
+        for i in range(count):
             t0 = clock()
             if await call(i) != i:
                 raise Failed("wrong result")
@@ -611,14 +314,19 @@ def wl_latency(b: Bench) -> None:
 
     b.case("anyio", "anyio.to_interpreter.run_sync (await)", anyio_lat,
            baseline="stdlib-ipe.async")
+    PC.latency(b, sync_samples, async_samples, n)
     b.measure(t)
 
 
 # --------------------------------------------------------------- 3. start-up
 
 
-def probe(kind: str, n: int) -> dict:
+def probe(kind: str, n: int, quick: bool = False) -> dict:
     """One start-up measurement in a fresh process (run.py --probe KIND)."""
+    if kind == "seq-tt":
+        return seed_grid.fresh_sequential(quick)
+    if kind in PC.PROBE_LABELS:
+        return PC.probe(kind, n)
     from concurrent import interpreters
 
     import interpool
@@ -771,6 +479,7 @@ def wl_startup(b: Bench) -> None:
         ("anyio", "anyio.to_interpreter (fresh loop)"),
     ):
         b.case(key, label, probes(key))
+    PC.startup(b, probes)
     b.measure(t)
 
 
@@ -871,7 +580,9 @@ def wl_grid(b: Bench) -> None:
                 yield {"time": timed(lambda: run(cs), check)}
 
     b.case("processes", "ProcessPoolExecutor, grid via initializer", processes)
+    PC.grid(b, grid, blocks, poss, dirs, check)
     b.measure(t)
+    seed_grid.seed_table(b)
 
 
 # --------------------------------------------------------------- 5. payloads
@@ -961,6 +672,7 @@ def wl_payload(b: Bench) -> None:
             b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor.map", exec_row("stdlib-ipe"))
             b.case("threads", "ThreadPoolExecutor.map", exec_row("threads"))
             b.case("processes", "ProcessPoolExecutor.map", exec_row("processes"))
+        PC.payload(b, fn, value, n, window, check, metrics)
         b.measure(t)
 
 
@@ -1045,6 +757,7 @@ def wl_async(b: Bench) -> None:
         yield from b.anyio_gen(rep)
 
     b.case("anyio", "anyio.to_interpreter.run_sync (gathered, bounded)", anyio_gather)
+    PC.async_mix(b, pages, check, metrics)
     b.measure(t)
 
 
@@ -1112,11 +825,7 @@ def wl_coro(b: Bench) -> None:
 
     b.case("interpool.coro", f"interpool Pool(concurrency={concurrency}): coroutines in the workers",
            pool_coro)
-    try:
-        import aiomultiprocess  # noqa: F401
-    except Exception:
-        b.event("skip", "aiomultiprocess", "not installed (not packaged for Debian, no PyPI "
-                "here): no process-pool coroutine runner to compare")
+    PC.coro(b, count, burn, concurrency, check, metrics)
     b.measure(t)
 
 
@@ -1188,7 +897,7 @@ def evaluate_targets(b: Bench) -> list[Target]:
     else:
         add("round-trip p50 (await) <= 1/5 of stdlib IPE's", None, 0.2, "")
 
-    grid = table("grid")
+    grid = table("grid", "CPU-bound grid")
     seq = med(grid, "sequential", "time")
     w = b.workers
     scale = w / 2  # the targets are stated for 2 workers: keep the same efficiency
@@ -1298,6 +1007,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=None,
                    help="dump every thread's traceback and exit 1 after this many seconds "
                         "(default: 300 with --quick, 1800 otherwise)")
+    p.add_argument("--progress", choices=("auto", "tty", "lines", "off"), default="auto",
+                   help="a line on stderr saying which workload, system and repetition runs: "
+                        "redrawn in place on a terminal, plain lines otherwise (auto; off for "
+                        "--quick when stderr is not a terminal)")
     p.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.workers < 1:
@@ -1318,7 +1031,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.probe:
-        print(json.dumps(probe(args.probe, args.workers)))
+        import peers
+
+        peers.activate()
+        print(json.dumps(probe(args.probe, args.workers, args.quick)))
         return 0
 
     # A hang (in a pool, an executor, or at interpreter exit) must fail CI,
@@ -1351,20 +1067,26 @@ def main(argv: list[str]) -> int:
                 "(Python < 3.14): no ratios against it")
     if b.anyio is None and b.selected("anyio"):
         b.event("skip", "anyio", f"anyio.to_interpreter {b.anyio_missing}")
-    if b.selected("aiointerpreters"):
-        try:
-            import aiointerpreters  # noqa: F401
-        except Exception:
-            b.event("skip", "aiointerpreters", "not installed (not installable here)")
-        else:
-            b.event("skip", "aiointerpreters", "installed, but this suite has no adapter for it")
+    if b.quick:
+        print("  peers (aiointerpreters, aiomultiprocess, pebble, loky): not loaded with "
+              "--quick (full `make bench` only)")
+    elif any(b.selected(p) for p in PEERS):
+        where = b.load_peers()
+        found = ", ".join(f"{k} {v}" for k, v in b.peer_versions.items() if v)
+        if found:
+            print(f"  peers: {found} (from {where})")
+        for name, why in b.peers_missing.items():
+            if b.selected(name):
+                b.event("skip", name, why)
+    machine["peers"] = {k: v for k, v in b.peer_versions.items() if v and k in b.peers}
 
     busy = loadavg()
     if busy is not None and busy > 0.5 * (os.cpu_count() or 1):
         print(f"  note: load average {busy:.2f} on {os.cpu_count()} cores before starting: "
               "other work is running, parallel figures will be noisy")
     runners = {"tiny": wl_tiny, "latency": wl_latency, "startup": wl_startup,
-               "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro}
+               "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro, "control": CC.wl_control,
+               "stream": SC.wl_stream}
     t_start = time.perf_counter()
     for name in args.workloads:
         print(f"\n[{name}]", flush=True)

@@ -101,8 +101,10 @@ def make_grid(seed: int = 2024, density: float = 0.10, path_cells: int = 4500) -
         delta = DELTAS[d]
         length = arms[d & 1]
         end = pos + delta * length
-        if not inside(end + 2 * delta):
-            break  # no room for this arm and its obstacle: leave now
+        beyond = end + 2 * delta
+        if not (inside(end + delta) and inside(beyond)
+                and (d & 1 == 0 or beyond // WIDTH == pos // WIDTH)):
+            break  # no room in the grid (or this row) for the arm and its obstacle
         for _ in range(length):
             pos += delta
             path.add(pos)
@@ -186,9 +188,14 @@ _GRID = None
 
 
 def set_grid(grid) -> None:
-    """ProcessPoolExecutor initializer: the grid arrives once per process."""
-    global _GRID
-    _GRID = grid
+    """Initializer: the grid arrives once per process or interpreter.
+
+    It sets the global through the module imported by name, so it also works
+    where an initializer runs in another namespace (the stdlib's
+    interpreter executors ship a module-level function by value)."""
+    import workloads
+
+    workloads._GRID = grid
 
 
 def guard_loops_global(block: int, pos: int, d: int) -> bool:
@@ -199,6 +206,100 @@ def guard_loops_global(block: int, pos: int, d: int) -> bool:
 def guard_loops_chunk(grid, chunk) -> int:
     """Count loops over several candidates (block, pos, dir)."""
     return sum(guard_loops(grid, b, p, d) for b, p, d in chunk)
+
+
+# --------------------------------------------------------------- the seed's grid
+#
+# The same puzzle as the seed author ran it: the grid is a tuple of SIZE
+# tuples of SIZE bools (True: an obstacle), positions are (row, col), and
+# the check function takes the grid.  The cells and the guard's path are
+# those of make_grid(), so both grid workloads have the same answer.
+
+DIRS_RC = ((-1, 0), (0, 1), (1, 0), (0, -1))  # up, right, down, left
+
+
+def to_tuple_grid(grid: bytes) -> tuple[tuple[bool, ...], ...]:
+    """make_grid()'s bytes grid as a tuple of tuples of bool."""
+    return tuple(tuple(grid[r * WIDTH + c] == HASH for c in range(SIZE)) for r in range(SIZE))
+
+
+def tuple_candidates(grid: bytes) -> list[tuple[int, int, int, int, int]]:
+    """grid_candidates() in (row, col) form: (block_r, block_c, r, c, dir)."""
+    return [(b // WIDTH, b % WIDTH, p // WIDTH, p % WIDTH, d)
+            for b, p, d in grid_candidates(grid)]
+
+
+def guard_loops_tt(grid, block_r: int, block_c: int, r: int, c: int, d: int) -> bool:
+    """With an extra obstacle at (block_r, block_c), does the guard, starting
+    at (r, c) facing d, walk in a loop?  ``grid`` is a tuple of tuples of bool."""
+    rows, cols = len(grid), len(grid[0])
+    dr, dc = DIRS_RC[d]
+    seen = set()
+    while True:
+        nr, nc = r + dr, c + dc
+        if not (0 <= nr < rows and 0 <= nc < cols):
+            return False
+        if grid[nr][nc] or (nr == block_r and nc == block_c):
+            state = (r, c, d)
+            if state in seen:
+                return True
+            seen.add(state)
+            d = (d + 1) & 3
+            dr, dc = DIRS_RC[d]
+        else:
+            r, c = nr, nc
+
+
+def guard_loops_tt_star(args) -> bool:
+    """guard_loops_tt(*args): for one-argument front doors (amap)."""
+    return guard_loops_tt(*args)
+
+
+_TT_GRID = None
+
+
+def set_tt_grid(grid) -> None:
+    """Initializer: bind the tuple grid once per worker.
+
+    It imports this module by name and sets the global there, so it works
+    where an initializer runs in another namespace (the stdlib executor
+    ships a module-level function by value to some interpreters).
+    """
+    import workloads
+
+    workloads._TT_GRID = grid
+
+
+def guard_loops_tt_bound(block_r: int, block_c: int, r: int, c: int, d: int) -> bool:
+    """guard_loops_tt on the grid bound once per worker by set_tt_grid."""
+    grid = _TT_GRID
+    if grid is None:
+        raise RuntimeError("no grid bound in this worker: the initializer did not run here")
+    return guard_loops_tt(grid, block_r, block_c, r, c, d)
+
+
+def guard_loops_tt_lazy(block_r: int, block_c: int, r: int, c: int, d: int) -> bool:
+    """guard_loops_tt on the grid this worker built on first use (tt_grid_here)."""
+    return guard_loops_tt(tt_grid_here(), block_r, block_c, r, c, d)
+
+
+def tt_grid_here():
+    """Build the tuple grid in this interpreter, once (module cache).
+
+    This is how data is bound once per interpreter with the seed's Runner,
+    which has no initializer: the worker module loads it on first use.
+    """
+    global _TT_GRID
+    if _TT_GRID is None:
+        _TT_GRID = to_tuple_grid(make_grid())
+    return _TT_GRID
+
+
+def warm_tt_grid(seconds: float) -> int:
+    """Warm-up task: build the bound grid here, then hold the worker a moment."""
+    tt_grid_here()
+    time.sleep(seconds)
+    return SIZE
 
 
 # --------------------------------------------------------------- crawler pages
@@ -291,3 +392,41 @@ async def io_then_cpu(i: int, n: int) -> int:
     await asyncio.sleep(0.01)
     cpu_burn(n)
     return i
+
+
+# ---------------------------------------------------------------- async twins
+#
+# aiomultiprocess runs coroutine functions only: these are the same tasks as
+# ``async def``s (no await inside: the work stays the same).
+
+
+async def ahold(seconds):
+    return hold(seconds)
+
+
+async def aidentity(x):
+    return x
+
+
+async def alength(x):
+    return len(x)
+
+
+async def aecho(x):
+    return x
+
+
+async def acount_links(html: str) -> int:
+    return count_links(html)
+
+
+async def aguard_loops_global(block: int, pos: int, d: int) -> bool:
+    return guard_loops_global(block, pos, d)
+
+
+def spin(seconds: float = 3600.0) -> float:
+    """Pure Python that runs for `seconds` (a task to stop)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds

@@ -6,6 +6,6 @@ from interpool import interpreter
 
 @interpreter
 def decorated_cpu(x):
-    from concurrent import interpreters
+    from helpers_interp import current_interpreter_id
 
-    return interpreters.get_current().id, x * 2
+    return current_interpreter_id(), x * 2

@@ -31,9 +31,9 @@ def sleep_return(seconds, value=None):
 
 
 def interp_id(*_ignored):
-    from concurrent import interpreters
+    from helpers_interp import current_interpreter_id
 
-    return interpreters.get_current().id
+    return current_interpreter_id()
 
 
 def tagged(x):
@@ -126,6 +126,18 @@ def mark(directory, item, release=None):
             raise TimeoutError(f"{release} never appeared")
     touch(os.path.join(directory, f"ran-{item}"))
     return item
+
+
+def mark_stoppable(directory, item, release=None):
+    """mark(), and `directory/stopped-<item>` if it is stopped while it
+    waits (interpool.TaskInterrupted)."""
+    import interpool
+
+    try:
+        return mark(directory, item, release)
+    except interpool.TaskInterrupted:
+        touch(os.path.join(directory, f"stopped-{item}"))
+        raise
 
 
 def sleep_mark(path, seconds, value=None):

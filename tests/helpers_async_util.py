@@ -46,6 +46,14 @@ def loop_factory(kind):
     raise ValueError(kind)
 
 
+@pytest.fixture(params=LOOP_KINDS)
+def kind(request):
+    """Each kind of event loop in turn (skipped where uvloop does not
+    import); test modules import this fixture."""
+    loop_factory(request.param)
+    return request.param
+
+
 def run_with(kind, coro_fn, *args):
     """asyncio.run(coro_fn(*args)) on the given kind of loop, bounded by TIMEOUT."""
 

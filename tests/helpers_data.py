@@ -7,7 +7,8 @@ of this module.
 
 import queue
 import time
-from concurrent import interpreters
+
+from helpers_interp import current_interpreter_id
 
 # ------------------------------------------------------------------ shared values
 
@@ -16,7 +17,7 @@ _STASH = []        # views a task keeps beyond its own call
 
 
 def worker_id():
-    return interpreters.get_current().id
+    return current_interpreter_id()
 
 
 def value_id(value):

@@ -1,8 +1,8 @@
 """A module that imports in the main interpreter but fails in a worker."""
 
-from concurrent import interpreters
+from helpers_interp import current_interpreter_id
 
-if interpreters.get_current().id != 0:
+if current_interpreter_id() != 0:
     raise RuntimeError("helpers_main_only refuses to load in a subinterpreter")
 
 

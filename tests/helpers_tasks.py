@@ -138,16 +138,16 @@ def nested_function():
 
 
 def interpreter_id():
-    from concurrent import interpreters
+    from helpers_interp import current_interpreter_id
 
-    return interpreters.get_current().id
+    return current_interpreter_id()
 
 
 def worker_identity():
     """(interpreter id, thread id, id of sys.modules): distinct per worker."""
-    from concurrent import interpreters
+    from helpers_interp import current_interpreter_id
 
-    return interpreters.get_current().id, threading.get_ident(), id(sys.modules)
+    return current_interpreter_id(), threading.get_ident(), id(sys.modules)
 
 
 def interpreter_id_for(item):
@@ -246,6 +246,18 @@ def return_ghost(*_ignored):
     return module.Ghost()
 
 
+def raise_ghost_error(message):
+    """An exception whose class exists only in this worker."""
+    import types
+
+    module = sys.modules.get("helpers_ghost_errors")
+    if module is None:
+        module = types.ModuleType("helpers_ghost_errors")
+        sys.modules["helpers_ghost_errors"] = module
+        exec("class GhostError(Exception):\n    pass\n", module.__dict__)
+    raise module.GhostError(message)
+
+
 class LockedError(Exception):
     """Cannot be pickled in the worker: it holds a lock."""
 
@@ -256,3 +268,46 @@ class LockedError(Exception):
 
 def raise_locked(message):
     raise LockedError(message)
+
+
+# ------------------------------------------------ a result whose rebuilding waits
+
+# The caller-side future the rebuild waits for (set by the test).
+AWAITED = []
+
+
+def rebuild_after_awaited():
+    """Runs in the caller while the result is decoded: waits for another
+    future first (Python code in a decoding hook, as a custom __setstate__
+    or __reduce__ may run)."""
+    return ("rebuilt", AWAITED[0].result(30))
+
+
+class WaitsWhenRebuilt:
+    def __reduce__(self):
+        return (rebuild_after_awaited, ())
+
+
+def return_waits_when_rebuilt():
+    return WaitsWhenRebuilt()
+
+
+# The next rebuild raises KeyboardInterrupt while this holds an item (the
+# test sets it): Ctrl-C landing in a decoding hook.
+INTERRUPT_ONCE = []
+
+
+def rebuild_interrupted_once():
+    if INTERRUPT_ONCE:
+        INTERRUPT_ONCE.pop()
+        raise KeyboardInterrupt
+    return "rebuilt"
+
+
+class InterruptedWhenRebuilt:
+    def __reduce__(self):
+        return (rebuild_interrupted_once, ())
+
+
+def return_interrupted_when_rebuilt(*_ignored):
+    return InterruptedWhenRebuilt()

@@ -30,7 +30,7 @@ CodecError = _core.CodecError
 MAX_DEPTH = _core.MAX_DEPTH
 
 # Every tag the codec knows (see the table at the top of codec.c).
-TAGS = b"NFTiIfcsuUbB([{SZP"
+TAGS = b"NFTiIfcsuUbB([{SZP#*"
 RESERVED_TAGS = b"M"
 # 'H' names a pinned data-plane object by its index in the payload's own pin
 # list: a bare payload (no pins) can never name one.
@@ -397,18 +397,20 @@ def test_nesting_limit_counts_containers_only():
 
 
 def test_self_reference():
+    # Recursive containers were refused ("nested too deeply") before the
+    # memo; they now arrive with the same shape (see also test_memo_*).
     loop = []
     loop.append(loop)
-    with pytest.raises(ValueError, match="nested too deeply"):
-        encode(loop)
+    back = roundtrip(loop)
+    assert type(back) is list and len(back) == 1 and back[0] is back
     d = {}
     d["self"] = d
-    with pytest.raises(ValueError, match="nested too deeply"):
-        encode(d)
+    back = roundtrip(d)
+    assert back["self"] is back
     mixed = [1, {"a": None}]
     mixed[1]["a"] = mixed
-    with pytest.raises(ValueError, match="nested too deeply"):
-        encode(mixed)
+    back = roundtrip(mixed)
+    assert back[0] == 1 and back[1]["a"] is back
 
 
 def test_decode_depth_limit():
@@ -539,6 +541,176 @@ def test_container_mutated_while_encoding():
     s.add(ClearsSet())
     with pytest.raises(RuntimeError):
         encode(s)
+
+
+# ------------------------------------------------------- shared references
+
+
+def _recursive_samples():
+    loop = []
+    loop.append(loop)
+    d = {"k": 1}
+    d["self"] = d
+    s = [1, "x"]
+    t = ([],)
+    t[0].append(t)
+    p = Point(1, 2)
+    fs = frozenset({(1, 2)})
+    return {
+        "loop": loop,
+        "dict": d,
+        "shared": [s, s, {"a": s}],
+        "tuple": t,
+        "pickled": [p, {"p": p}, (p,)],
+        "frozenset": [fs, {fs: fs}, fs],
+        "bytearray": [bytearray(b"ab")] * 3,
+        "deep": nested(20, lambda v: [v, {"k": v}]),
+    }
+
+
+RECURSIVE = _recursive_samples()
+
+
+def test_memo_wire_format():
+    s = [1]
+    assert encode([s, s]) == b"#[\x02[\x01i\x02*\x01"
+    loop = []
+    loop.append(loop)
+    assert encode(loop) == b"#[\x01*\x00"
+    # No reference written: no scope, the format of before.
+    assert encode([[1], [1]]) == b"[\x02[\x01i\x02[\x01i\x02"
+    assert encode({"a": [1]})[:1] == b"{"
+
+
+@pytest.mark.parametrize("name", list(RECURSIVE))
+def test_memo_roundtrips_identities(name):
+    value = RECURSIVE[name]
+    back = roundtrip(value)
+    if name == "loop":
+        assert back[0] is back
+    elif name == "dict":
+        assert back["self"] is back and back["k"] == 1
+    elif name == "shared":
+        assert back[0] is back[1] is back[2]["a"] and back[0] == [1, "x"]
+    elif name == "tuple":
+        assert type(back) is tuple and back[0][0] is back
+    elif name == "pickled":
+        assert back[0] == Point(1, 2) and back[0] is back[1]["p"] is back[2][0]
+    elif name == "frozenset":
+        assert back[0] is back[2] and back[1] == {back[0]: back[0]}
+    elif name == "bytearray":
+        assert back[0] is back[1] is back[2] and back[0] == bytearray(b"ab")
+    elif name == "deep":
+        assert back == value
+
+
+def test_memo_scopes_are_independent():
+    # Two encodings written one after the other (as a tuple's items may be)
+    # each number their own objects.
+    s, u = [1], [2]
+    a, b = encode([s, s]), encode([u, u, u])
+    data = b"(\x02" + a + b
+    back = decode(data)
+    assert back == ([[1], [1]], [[2], [2], [2]])
+    assert back[0][0] is back[0][1] and back[1][0] is back[1][2]
+    assert back[0][0] is not back[1][0]
+
+
+def test_memo_costs_nothing_for_single_references():
+    # Fresh containers held once are never looked up: the payload is the
+    # same bytes as without a memo.
+    doc = {"items": [{"id": i, "tags": ["a", "b"]} for i in range(50)]}
+    assert encode(doc)[:1] == b"{"
+    assert encode([[i] for i in range(100)])[:1] == b"["
+
+
+def test_malformed_references():
+    with pytest.raises(CodecError, match="names no object"):
+        decode(b"*\x00")                    # outside a scope
+    with pytest.raises(CodecError, match="names no object"):
+        decode(b"#[\x01*\x01")              # forward reference
+    with pytest.raises(CodecError, match="names no object"):
+        decode(b"[\x02#[\x00*\x00")        # a scope's numbers end with it
+    with pytest.raises(CodecError, match="truncated"):
+        decode(b"#")
+    with pytest.raises(CodecError, match="truncated"):
+        decode(b"####")
+    assert decode(b"###[\x01*\x00")[0] is not None
+    # A reference to a tuple still being decoded, hashed as a key: a valid
+    # (if odd) value, never a crash.
+    decode_or_error(b"#(\x01{\x01*\x00N")
+    decode_or_error(b"#Z\x01*\x00")
+    decode_or_error(b"#(\x02S\x01*\x00*\x00")
+    decode_or_error(b"#{\x01*\x00N")     # an unhashable key: TypeError
+
+
+def test_memo_refuses_a_tuple_that_contains_itself_directly():
+    # Python cannot build one (only through a mutable container), and
+    # hashing it would recurse without end: refused, never a crash.
+    for payload in (b"#(\x01*\x00", b"#(\x02i\x02(\x01*\x00", b"#Z\x01(\x02*\x01i\x02"):
+        with pytest.raises(CodecError, match="contain itself"):
+            decode(payload)
+    back = decode(b"#(\x01[\x01*\x00")   # through a list: the recursive tuple pickle makes
+    assert type(back) is tuple and back[0][0] is back
+
+
+REF_PAYLOADS = [encode(v) for v in RECURSIVE.values()]
+
+
+@pytest.mark.parametrize("index", range(len(REF_PAYLOADS)))
+def test_memo_every_truncation_fails_cleanly(index):
+    payload = REF_PAYLOADS[index]
+    for cut in range(len(payload)):
+        with pytest.raises(CodecError):
+            decode(payload[:cut])
+
+
+@pytest.mark.parametrize("name", ["loop", "dict", "shared", "tuple", "frozenset"])
+def test_memo_every_single_byte_mutation(name):
+    payload = encode(RECURSIVE[name])
+    data = bytearray(payload)
+    for i in range(len(data)):
+        original = data[i]
+        for value in range(256):
+            data[i] = value
+            decode_or_error(data)
+        data[i] = original
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_memo_random_mutations(data):
+    payload = bytearray(data.draw(st.sampled_from(REF_PAYLOADS)))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(payload) - 1))
+        payload[i] = data.draw(st.sampled_from([0, 1, 2, 0x80, ord("*"), ord("#"),
+                                                ord("("), ord("Z"), ord("{"),
+                                                data.draw(st.integers(0, 255))]))
+    decode_or_error(bytes(payload))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"#", b"*\x00", b"*\x01", b"(\x01", b"[\x01", b"{\x01",
+                                 b"Z\x01", b"S\x01", b"N", b"i\x02", b"s\x01k"]),
+                max_size=30))
+def test_memo_random_token_streams(tokens):
+    decode_or_error(b"".join(tokens))
+
+
+def test_memo_no_leaks():
+    loop = []
+    loop.append(loop)
+    s = [1]
+    cases = {
+        "encode-loop": lambda: encode(loop),
+        "decode-loop": lambda: decode(encode(loop)),
+        "shared": lambda: decode(encode([s, s, (s,)])),
+        "bad-ref": _raises(decode, b"#[\x02[\x00*\x05"),
+        "truncated-scope": _raises(decode, b"#[\x02[\x01*\x00"),
+    }
+    for name, fn in cases.items():
+        growth = _traced_growth(fn)
+        assert growth < 64 * 1024, f"{name}: memory grew by {growth} bytes"
 
 
 # -------------------------------------------------------- malformed payloads
@@ -770,7 +942,9 @@ def test_refcounts_unchanged():
 
 
 def test_decode_in_another_interpreter():
-    interpreters = pytest.importorskip("concurrent.interpreters")
+    interpreters = pytest.importorskip(
+        "concurrent.interpreters",
+        reason="concurrent.interpreters is new in CPython 3.14: 3.13 has no public way to create one")
     value = {"ints": [1, -(2**100)], "text": "\u20ac\ud800", "set": {1.5}, "t": (b"x", None)}
     data = encode(value)
     interp = interpreters.create()

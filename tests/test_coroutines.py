@@ -215,8 +215,9 @@ def test_concurrency_argument_is_checked():
         interpool.Pool(1, concurrency=2.0)
     with pytest.raises(TypeError, match="loop_factory"):
         interpool.Pool(1, loop_factory="asyncio")
-    with pytest.raises(TypeError, match="lambda"):
-        interpool.Pool(1, loop_factory=lambda: asyncio.new_event_loop())
+    new_loop = asyncio.new_event_loop   # issue 12: a lambda travels by value, a closure does not here
+    with pytest.raises(TypeError, match="loop_factory"):
+        interpool.Pool(1, loop_factory=lambda: new_loop())
 
 
 def test_default_concurrency_runs_one_task_per_worker(make_pool, tmp_path):

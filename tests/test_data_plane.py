@@ -842,7 +842,8 @@ def test_worker_owned_export_released_after_pool_shutdown(tmp_path):
         del view, q
         gc.collect()
         c = _core.live_counts()
-        assert c["exports"] == 0 and c["queues"] == 0, c
+        # The one process-wide channel workers forward output on lives on.
+        assert c["exports"] == 0 and c["queues"] == (interpool._forwarding._channel is not None), c
         print("ok")
         """
     )

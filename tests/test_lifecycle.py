@@ -95,24 +95,30 @@ def test_unguarded_script_cannot_recurse(tmp_path):
 
 
 def test_interactive_main_function_refused(tmp_path):
-    # Code given with -c has a __main__ without a file, like the REPL.
+    # Code given with -c has a __main__ without a file, like the REPL.  A
+    # function that reads none of its globals travels by value (as with the
+    # stdlib executor); one that needs this __main__ is refused at the call.
     code = textwrap.dedent(
         """
         import interpool
+        K = 2
         def typed_in():
+            return K
+        def pure():
             return 1
         with interpool.Pool(1) as pool:
             try:
                 pool.submit(typed_in)
             except TypeError as exc:
-                print("REFUSED", "interactive __main__" in str(exc))
+                print("REFUSED", "`python -c`" in str(exc))
+            print("BY VALUE", pool.submit(pure).result(60))
             import helpers_tasks
             print("STILL WORKS", pool.submit(helpers_tasks.add, 1, 2).result(60))
         """
     )
     proc = run_python(["-c", code], cwd=tmp_path, timeout=TIMEOUT)
     assert_clean(proc)
-    assert proc.stdout.splitlines() == ["REFUSED True", "STILL WORKS 3"]
+    assert proc.stdout.splitlines() == ["REFUSED True", "BY VALUE 1", "STILL WORKS 3"]
 
 
 # ------------------------------------------------------------ interpreter exit
@@ -196,6 +202,14 @@ EXIT_SCRIPTS = {
         pools[0].shutdown()
         pools[1].shutdown(wait=False)
         del pools[2]
+        print("OK")
+    """,
+    "exit with the results thread waiting (done-callbacks)": """
+        import helpers_tasks, interpool
+        pool = interpool.Pool(1)
+        futures = [pool.submit(helpers_tasks.sleep_then_return, 0.05, i) for i in range(8)]
+        for f in futures:
+            f.add_done_callback(lambda f: None)   # starts the results thread
         print("OK")
     """,
     "exit while a non-daemon thread still uses a pool": """

@@ -1,11 +1,17 @@
-"""Exceptions of interpool's public API."""
+"""Exceptions of interpool's public API, and the one place each is made."""
 
 try:  # so `except BrokenInterpreterPool` catches it, as with the stdlib executor
     from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
 except ImportError:  # pragma: no cover - CPython built without subinterpreters
     from concurrent.futures import BrokenExecutor as _BrokenBase
 
-__all__ = ["BrokenPool", "PoolShutdownError", "RemoteError", "RemoteTraceback"]
+__all__ = ["BrokenPool", "PoolShutdownError", "RemoteError", "RemoteTraceback", "TaskInterrupted"]
+
+from ._core import TaskInterrupted  # defined in C: every interpreter has its own
+
+# What submitting to a pool that was shut down raises (RuntimeError, as with
+# the stdlib executors).  The C core raises it through stop_error() too.
+SHUTDOWN_MESSAGE = "cannot schedule new futures after shutdown"
 
 
 class RemoteError(Exception):
@@ -47,4 +53,46 @@ class BrokenPool(_BrokenBase):
 
 class PoolShutdownError(RuntimeError):
     """The pool shut down before this task started (queued work dropped by
-    ``shutdown(cancel_futures=True)``), or while this coroutine was running."""
+    ``shutdown(cancel_futures=True)``), or stopped it while it ran (a
+    running coroutine at shutdown, or any task with ``interrupt=True``)."""
+
+
+_SHUTDOWN_REASONS = {
+    None: "the pool was shut down before this task started",
+    "running": "the pool shut down while this coroutine was running",
+    "interrupted": "the pool shut down and stopped this task while it ran",
+    "loop closed": "the event loop closed before this task finished",
+}
+
+
+def stop_error(why: str | None = None) -> BaseException:
+    """The exception of work that was stopped, by `why`: a shutdown (None:
+    before it started; "running": a coroutine; "interrupted": sync code),
+    a closed event loop ("loop closed"), its deadline ("timeout"), or a
+    submission after shutdown ("refused")."""
+    if why == "refused":
+        return RuntimeError(SHUTDOWN_MESSAGE)
+    if why == "timeout":
+        return TimeoutError("the task ran past its timeout and was stopped")
+    return PoolShutdownError(_SHUTDOWN_REASONS[why])
+
+
+_logged_breaks: set[str] = set()
+
+
+def broken_error(message: str) -> BrokenPool:
+    """The BrokenPool for `message` (logged once, the first time it is made)."""
+    _log_break(message)
+    return BrokenPool(message)
+
+
+def _log_break(message: str) -> None:
+    """Log why a pool broke, once, like the stdlib executors log a failing
+    initializer ('Exception in initializer:' on concurrent.futures)."""
+    if message in _logged_breaks:
+        return
+    _logged_breaks.add(message)
+    import logging
+
+    what = "Exception in initializer:" if "initializer" in message else "interpool pool broke:"
+    logging.getLogger("concurrent.futures").critical("%s\n%s", what, message)

@@ -1,109 +1,193 @@
-"""Sync futures: concurrent.futures.Future objects resolved in batches.
+"""The futures a pool hands out: a concurrent.futures.Future for the sync
+API and an asyncio.Future for the asyncio API, each able to pull its task
+out of the queue when cancelled.
 
-Each pool has one Resolver: a Completions sink plus a thread that sleeps
-until workers deliver results and then resolves every finished future from
-C in one batch.  Done-callbacks run on that thread, as they run on a worker
-thread with the stdlib executors; a callback may even wait for another
-future of the same pool (the resolver then keeps resolving while it waits).
+A sync future is resolved by whoever needs it first: the thread that calls
+``result()`` (or ``exception()``, or ``done()``) takes the finished task
+from its worker itself, with no thread in between (two thread hops per
+round trip, as with ThreadPoolExecutor).  A thread that resolves in the
+background starts only when something must happen without a caller
+waiting: a done-callback, or ``concurrent.futures.wait``/``as_completed``.
 """
 
 from __future__ import annotations
 
-import threading
+import asyncio
 import time
 from concurrent.futures import Future
-from typing import Any
-
-from . import _core
-
-_local = threading.local()
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, NoReturn
 
 
-def cancel_future(future: Future) -> None:
+def cancel_future(future: Future[Any]) -> None:
     """Cancel and notify the waiters that as_completed()/wait() use."""
     if Future.cancel(future):
         future.set_running_or_notify_cancel()
 
 
-class Resolver:
-    """The sink that sync futures of one pool resolve through, and its thread."""
+class _Waiters(list):
+    """A future's waiter list (concurrent.futures.wait and as_completed
+    append to it): the first waiter starts the background resolver."""
 
-    def __init__(self, name: str) -> None:
-        self.sink = _core.Completions(on_cancelled=cancel_future)
-        self._lock = threading.RLock()
-        # Not a daemon: CPython forbids daemon threads in isolated
-        # subinterpreters, and the exit hook closes the sink first anyway.
-        self.thread = threading.Thread(target=self._run, name=f"{name}-results")
-        self.thread.start()
+    __slots__ = ("future",)
 
-    def _run(self) -> None:
-        sink = self.sink
-        while True:
-            sink.wait()
-            self.resolve()
-            if sink.closed and sink.outstanding == 0:
-                return
-
-    def resolve(self) -> None:
-        """Resolve whatever has finished (any thread; batches never overlap)."""
-        with self._lock:
-            outer = getattr(_local, "resolver", None)
-            _local.resolver = self
-            try:
-                self.sink.resolve()
-            finally:
-                _local.resolver = outer
-
-    def close(self) -> None:
-        """No more submissions: the thread exits once every result is in."""
-        self.sink.close()
-
-    def pump_until(self, future: Future, timeout: float | None) -> None:
-        """Called by a done-callback on this resolver's thread that waits for
-        another future: keep resolving here until that one is done."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not future.done():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return
-            self.sink.wait(remaining)
-            self.resolve()
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        self.future._need_background()
 
 
 class TaskFuture(Future):
     """A Future for a pool task.
 
-    As with the stdlib executors, cancel() succeeds only while no worker has
-    started the task; it then never runs.
+    As with the stdlib executors, ``cancel()`` succeeds only while no worker
+    has started the task; it then never runs.  ``cancel(interrupt=True)``
+    also stops a running task: ``TaskInterrupted`` is raised in it at its
+    next bytecode (a coroutine gets ``CancelledError``), and the future is
+    cancelled at once.
     """
 
     _handle: Any = None
-    _resolver: Resolver | None = None
+    _completions: Any = None   # the ThreadCompletions it is resolved through
 
-    def cancel(self) -> bool:
+    def __init__(self) -> None:
+        super().__init__()
+        waiters = _Waiters()
+        waiters.future = self
+        self._waiters = waiters
+
+    def _need_background(self) -> None:
+        completions = self._completions
+        if completions is not None:
+            completions.need_thread()
+
+    def _take(self, timeout: float | None) -> float | None:
+        """Wait (GIL released) for this task to finish and resolve it in this
+        thread.  Return what is left of `timeout`."""
+        if Future.done(self):
+            return timeout
+        handle, completions = self._handle, self._completions
+        if handle is None or completions is None:
+            return timeout
+        if timeout is None:
+            handle.wait()
+        else:
+            deadline = time.monotonic() + timeout
+            if not handle.wait(timeout):
+                return 0.0
+            timeout = max(0.0, deadline - time.monotonic())
+        completions.resolve()   # this task and whatever else finished with it
+        return timeout
+
+    def done(self) -> bool:
+        if not Future.done(self):
+            handle, completions = self._handle, self._completions
+            if (handle is not None and completions is not None and handle.finished
+                    and not completions.resolving_here()):
+                completions.resolve()
+        return Future.done(self)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return super().result(self._take(timeout))
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return super().exception(self._take(timeout))
+
+    def add_done_callback(self, fn: Any) -> None:
+        if not Future.done(self):
+            self._need_background()  # it must run even if nobody waits
+        super().add_done_callback(fn)
+
+    def cancel(self, interrupt: bool = False) -> bool:
+        """Cancel the task; with ``interrupt=True`` even while it runs.
+        Return True if the future is cancelled (False once it has a result)."""
         if self.done():
             return self.cancelled()
         handle = self._handle
-        if handle is None or not handle.cancel():
+        if handle is None or not handle.cancel(bool(interrupt)):
             return False
         cancel_future(self)
         return True
 
     def running(self) -> bool:
         handle = self._handle
-        return handle is not None and handle.running and not self.done()
+        return handle is not None and handle.running and not Future.done(self)
 
-    def _pump(self, timeout: float | None) -> None:
-        resolver = self._resolver
-        if resolver is not None and not self.done() and getattr(_local, "resolver", None) is resolver:
-            resolver.pump_until(self, timeout)
-            if not self.done():
-                raise TimeoutError()
 
-    def result(self, timeout: float | None = None) -> Any:
-        self._pump(timeout)
-        return super().result(timeout)
+class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):
+    """The asyncio future of a pool task (what ``Pool.run`` returns); also a
+    coroutine, so ``asyncio.create_task``, ``TaskGroup.create_task`` and
+    anyio's task groups accept it as well as ``await``, ``gather``,
+    ``wait_for``, ``shield`` and ``ensure_future`` (which take it as the
+    future it is, with no Task around it).
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._pump(timeout)
-        return super().exception(timeout)
+    The task is queued when the future is made.  cancel() also pulls it out
+    of the queue: a task that has not started never runs; a running
+    coroutine gets CancelledError at its current await in the worker; a
+    running sync function gets TaskInterrupted at its next bytecode.  A task
+    wrapping this coroutine cancels it when the task is cancelled, as with
+    any future it awaits; ``close()`` or ``throw()`` (the coroutine being
+    given up) cancel it too.
+
+    Like every coroutine, it is refused by ``asyncio.wait`` ("use tasks
+    explicitly"): pass ``asyncio.create_task(pool.run(...))`` there.
+    """
+
+    __slots__ = ("_handle",)
+
+    # Read by asyncio's repr of a Task running this "coroutine".
+    __name__ = "interpool.Pool.run"
+
+    _handle: Any
+
+    def cancel(self, msg: Any = None) -> bool:
+        handle = getattr(self, "_handle", None)
+        if handle is not None and not self.done() and not handle.cancel():
+            # Running: its worker is told once this loop iteration ends, so
+            # that a batch of cancels (gather, TaskGroup, a timeout) removes
+            # every queued task before a running one stops and frees its
+            # worker to start the next.
+            try:
+                self.get_loop().call_soon(handle.cancel, True)
+            except RuntimeError:  # the loop is closed: nothing will run it
+                handle.cancel(True)
+        return super().cancel(msg)
+
+    # ------------------------------------------------ the coroutine protocol
+    # What the generator of ``Future.__await__`` does, without the
+    # generator: a Task calls send(None), gets this future back (blocking),
+    # waits for it, then calls send(None) again for the result.
+
+    def send(self, value: object, /) -> Any:
+        """Step the coroutine: this future while pending, else its result
+        (as StopIteration) or its exception."""
+        if not self.done():
+            self._asyncio_future_blocking = True
+            return self
+        raise StopIteration(self.result())
+
+    def throw(
+        self,
+        typ: type[BaseException] | BaseException,
+        val: object = None,
+        tb: TracebackType | None = None,
+        /,
+    ) -> NoReturn:
+        """Raise the exception given, cancelling the task if it is still
+        pending (whoever throws into a coroutine gives it up)."""
+        if isinstance(typ, BaseException):
+            exc = typ
+        elif isinstance(val, BaseException):
+            exc = val
+        else:
+            exc = typ() if val is None else typ(val)
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        if not self.done():
+            self.cancel()
+        raise exc
+
+    def close(self) -> None:
+        """Give the coroutine up: cancel the task if it is still pending."""
+        if not self.done():
+            self.cancel()

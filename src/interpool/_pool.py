@@ -8,23 +8,36 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
-from . import _core, _lifetime, _support
-from ._aio import AsyncPoolMethods
-from ._callables import describe
-from ._futures import Resolver, TaskFuture
+from . import _atexit, _core, _forwarding, _loading
+from ._callables import describe_main, plan
+from ._completions import ThreadCompletions
+from ._errors import broken_error, stop_error
+from ._futures import TaskFuture
+from ._pool_async import AsyncPoolMethods
 
 __all__ = ["Pool"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+T1 = TypeVar("T1")
+T2 = TypeVar("T2")
 
 _pool_counter = itertools.count(1)
 _NO_PREFIX: tuple[()] = ()
-_MAP_BATCH = 64  # results a map consumer waits for per wake-up
+# A map's consumer sleeps until the result it must yield next is there, or
+# this many are (then it drains them all in one batch).
+_MAP_BATCH = 64
+# Encoded payloads a map keeps in flight (no buffersize): enough to keep
+# every worker busy, bounded in count and bytes however long the input.
+_MAP_WINDOW = 1024
+_MAP_WINDOW_BYTES = 4 * 1024 * 1024
+# The first batch, before the size of an encoded item is known.
+_MAP_FIRST_BATCH = 64
 
 
 def cpu_count() -> int:
@@ -32,9 +45,19 @@ def cpu_count() -> int:
     return os.process_cpu_count() or 1
 
 
-def _main_path() -> str | None:
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
-    return os.path.abspath(path) if isinstance(path, str) else None
+def _check_timeout(timeout: object, name: str = "timeout") -> None:
+    """None or a non-negative number of seconds (the C core checks the rest:
+    NaN, too large); a clear error at the call."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds or None, not {type(timeout).__name__}")
+    if timeout != timeout:
+        raise ValueError(f"{name} must not be NaN")
+    if timeout < 0:
+        raise ValueError(f"{name} must be a non-negative number")
+    if timeout > threading.TIMEOUT_MAX:  # as the stdlib's waits say it
+        raise OverflowError(f"{name} value is too large")
 
 
 class _State:
@@ -42,28 +65,35 @@ class _State:
 
     def __init__(self, core: Any) -> None:
         self.core = core
-        self.resolver: Resolver | None = None
+        self.completions: ThreadCompletions | None = None
 
-    def stop(self, cancel: bool = False, cancel_running: bool = False) -> Resolver | None:
+    def stop(
+        self, cancel: bool = False, cancel_running: bool = False, interrupt: bool = False,
+        exiting: bool = False,
+    ) -> ThreadCompletions | None:
         """Stop the workers (they finish the queue unless `cancel`; running
-        coroutines are cancelled with `cancel_running`) and close the
-        resolver, which exits once every result is in.  The exit hook and
+        coroutines are cancelled with `cancel_running`, running sync code is
+        stopped with `interrupt`) and close the sync completions, whose
+        thread exits once every result is in.  The exit hook and
         shutdown(wait=True) wait for the workers."""
-        self.core.stop(cancel, cancel_running)
-        resolver = self.resolver
-        if resolver is not None:
-            resolver.close()
-        return resolver
+        self.core.stop(cancel, cancel_running, interrupt)
+        completions = self.completions
+        if completions is not None:
+            completions.close(resolve_later=not exiting)
+        return completions
 
 
 class Pool(AsyncPoolMethods):
     """A pool of worker threads, each running Python in its own subinterpreter.
 
     ``Pool(workers=None, *, initializer=None, initargs=(), name=None,
-    concurrency=1, loop_factory=None)``
+    concurrency=1, loop_factory=None, task_timeout=None,
+    max_tasks_per_worker=None, forward_output=True, forward_logging=True)``
 
-    Functions travel by reference (module and qualified name) and run in
-    parallel, one per worker at a time.  ``async def`` functions run on the
+    Module-level functions travel by reference (module and qualified
+    name); lambdas, nested functions and closures travel by value (code
+    object, with their captured values).  Tasks run in parallel, one per
+    worker at a time.  ``async def`` functions run on the
     worker's own event loop (made by ``loop_factory``, default asyncio's),
     up to ``concurrency`` coroutines per worker at once; a sync task holds
     its worker while it runs.  The initializer may be ``async def`` too.
@@ -72,6 +102,22 @@ class Pool(AsyncPoolMethods):
     executor (``submit``, ``map``, ``shutdown``, ``with``) or from asyncio
     (``await pool.run(...)``, ``pool.wrap``, ``pool.amap``,
     ``pool.as_completed``, ``async with``).
+
+    ``task_timeout`` (seconds) stops every call still running that long
+    after it started: its future fails with ``TimeoutError``.
+    ``max_tasks_per_worker`` replaces a worker's interpreter with a fresh one
+    (initializer included) after that many tasks, as
+    ``ProcessPoolExecutor(max_tasks_per_child=...)`` does.
+
+    ``forward_output`` (default True): a worker's ``sys.stdout`` and
+    ``sys.stderr`` write, whole lines at a time, to this interpreter's
+    ``sys.stdout``/``sys.stderr`` as they are when the line arrives (so
+    ``redirect_stdout`` and test capture see it); what a task prints is
+    written before its result is delivered.  ``forward_logging`` (default
+    True): a worker's log records are handled by this interpreter's logging
+    configuration, with the worker's name as ``record.threadName``.  With
+    False, workers write to the process's file descriptors and log on
+    their own.
     """
 
     def __init__(
@@ -83,6 +129,10 @@ class Pool(AsyncPoolMethods):
         name: str | None = None,
         concurrency: int = 1,
         loop_factory: Callable[[], object] | None = None,
+        task_timeout: float | None = None,
+        max_tasks_per_worker: int | None = None,
+        forward_output: bool = True,
+        forward_logging: bool = True,
     ) -> None:
         if workers is None:
             workers = cpu_count()
@@ -90,7 +140,7 @@ class Pool(AsyncPoolMethods):
             raise TypeError(f"workers must be an int, not {type(workers).__name__}")
         elif workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        if _support.loading_main:
+        if _loading.loading_main:
             raise RuntimeError(
                 "a Pool was created while a worker interpreter was loading your "
                 "script to find a function defined in it: the script's top-level "
@@ -105,6 +155,12 @@ class Pool(AsyncPoolMethods):
             raise TypeError("loop_factory must be a callable or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
+        _check_timeout(task_timeout, "task_timeout")
+        if max_tasks_per_worker is not None:
+            if isinstance(max_tasks_per_worker, bool) or not isinstance(max_tasks_per_worker, int):
+                raise TypeError("max_tasks_per_worker must be an int or None")
+            if max_tasks_per_worker < 1:
+                raise ValueError(f"max_tasks_per_worker must be at least 1, got {max_tasks_per_worker}")
         initargs = tuple(initargs)
         self._workers = workers
         self._concurrency = concurrency
@@ -112,7 +168,7 @@ class Pool(AsyncPoolMethods):
         self._lock = threading.Lock()
         self._shutdown = False
         self._fn_ids: dict[Any, int] = {}
-        self._loop_sinks = {}
+        self._loop_completions = {}
         self._loop_lock = threading.Lock()
         self._core = _core.PoolCore(workers, [p for p in sys.path if isinstance(p, str)])
         self._state = _State(self._core)
@@ -120,7 +176,14 @@ class Pool(AsyncPoolMethods):
             # Results naming classes of the script (run as __mp_main__ in
             # workers) unpickle here, as with multiprocessing.
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
-        self._core.set_setup({"main_path": _main_path(), "name": self._name})
+        # Workers' print() and logging records go to this interpreter's
+        # sys.stdout/sys.stderr and logging (not from a worker's own pools).
+        forward = (forward_output or forward_logging) and not _loading.in_worker
+        self._core.set_setup({
+            "main": describe_main(), "name": self._name, "flavor": self._flavor,
+            "output": _forwarding.channel() if forward else None,
+            "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
+        })
         if initializer is not None:
             init_id, prefix = self._target(initializer)
             self._core.set_initializer(init_id, prefix + initargs)
@@ -128,9 +191,11 @@ class Pool(AsyncPoolMethods):
         if loop_factory is not None:
             factory_id, prefix = self._target(loop_factory)
             if prefix:
-                raise TypeError("loop_factory must be importable by module and name")
-        self._core.configure(concurrency, factory_id)
-        _lifetime.track(self)
+                raise TypeError(
+                    "loop_factory must be a function without captured values or "
+                    "defaults (e.g. defined at module level), or a class")
+        self._core.configure(concurrency, factory_id, task_timeout, max_tasks_per_worker or 0)
+        _atexit.track(self)
         self._core.start()
         weakref.finalize(self, _State.stop, self._state)
 
@@ -162,10 +227,10 @@ class Pool(AsyncPoolMethods):
         ready = self._core.wait_ready(timeout)
         broken = self._core.broken
         if broken is not None:
-            raise _support.broken_error(broken)
+            raise broken_error(broken)
         return ready
 
-    def share(self, value: object) -> _core.Shared:
+    def share(self, value: T) -> T:
         """Send `value` to each worker at most once; return a handle.
 
         Pass the handle as a task argument (at top level or inside
@@ -173,90 +238,206 @@ class Pool(AsyncPoolMethods):
         ``handle.release()`` (or dropping the last reference to the handle)
         frees it in every worker; passing a released handle raises
         ValueError.  Any codec value can be shared.
+
+        Typing: the handle stands for the value, so share() is typed as
+        returning the value's type: ``pool.submit(fn, pool.share(table))``
+        type-checks where fn takes a table.  At run time the handle is an
+        ``interpool.Shared``; use it only as a task argument, and release it
+        in typed code with ``interpool.Shared.release(handle)`` (or drop it).
         """
         self._check_open()
-        return _core.Shared(value)
+        return _core.Shared(value)  # type: ignore[return-value]
 
     # ------------------------------------------------------------ internals
+
+    # How callables travel (the drop-in executor's pool follows the stdlib:
+    # closures refused, failures reported as the stdlib reports them).
+    _send_closures = True
+    _flavor = "pool"
 
     def _target(self, fn: Callable[..., object]) -> tuple[int, tuple[Any, ...]]:
         """(fn id, leading args) for a call of fn.
 
-        Importable callables are registered once and cached per worker.  A
-        callable that travels pickled (a bound method, a partial, a callable
-        object) is pickled anew at every call, through a trampoline, so its
-        current state is what runs and nothing is kept alive.
+        Module-level callables are registered once and cached per worker;
+        other functions travel by value, their code registered once (per
+        code object) and their defaults and captured values sent with each
+        call.  A callable that travels pickled (a bound method, a partial, a
+        callable object) is pickled anew at every call, through a
+        trampoline, so its current state is what runs and nothing is kept
+        alive.
         """
         try:
             return self._fn_ids[fn], _NO_PREFIX
         except (KeyError, TypeError):
             pass
-        ref = describe(fn)
-        if ref[0] == "pickle":
-            return self._register(_support.call_pickled), (ref[1],)
-        fn_id = self._core.register(ref)
+        travel = plan(fn, closures=self._send_closures, anything=self._flavor == "stdlib")
+        key = travel.key
+        if key is None:
+            return self._register(_loading.call_pickled), (travel.ref[1],)
         try:
-            self._fn_ids[fn] = fn_id
+            fn_id = self._fn_ids.get(key)
         except TypeError:  # unhashable
-            pass
-        return fn_id, _NO_PREFIX
+            fn_id, key = None, None
+        if fn_id is None:
+            fn_id = self._core.register(travel.make_ref())
+            if key is not None:
+                self._fn_ids[key] = fn_id
+        return fn_id, _NO_PREFIX if travel.state is None else (travel.state,)
 
     def _register(self, fn: Callable[..., object]) -> int:
+        """The id of a module-level function of interpool's own."""
         fn_id = self._fn_ids.get(fn)
         if fn_id is None:
-            fn_id = self._fn_ids[fn] = self._core.register(describe(fn))
+            fn_id = self._fn_ids[fn] = self._core.register(plan(fn).make_ref())
         return fn_id
 
     def _check_open(self) -> None:
         broken = self._core.broken
         if broken is not None:
-            raise _support.broken_error(broken)
+            raise broken_error(broken)
         if self._shutdown:
-            raise RuntimeError("cannot schedule new futures after shutdown")
+            raise stop_error("refused")
 
-    def _resolver(self) -> Resolver:
-        resolver = self._state.resolver
-        if resolver is None:
+    def _thread_completions(self) -> ThreadCompletions:
+        completions = self._state.completions
+        if completions is None:
             with self._lock:
                 self._check_open()
-                if self._state.resolver is None:
-                    self._state.resolver = Resolver(self._name)
-                resolver = self._state.resolver
-        return resolver
-
-    def _stop_for_exit(self) -> None:
-        # Queued work still runs; running coroutines are cancelled.
-        self._state.stop(cancel_running=True)
+                if self._state.completions is None:
+                    self._state.completions = ThreadCompletions(self._name)
+                completions = self._state.completions
+        return completions
 
     # ------------------------------------------------------------ Executor API
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
-        """Schedule ``fn(*args, **kwargs)`` in a worker; return a Future."""
+    @overload
+    def submit(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)`` in a worker; return a Future
+        (of the value an ``async def`` fn's coroutine returns)."""
+        return self._submit(fn, args, kwargs, None)
+
+    @overload
+    def schedule(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Future[R]: ...
+    @overload
+    def schedule(
+        self,
+        fn: Callable[..., R],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Future[R]: ...
+
+    def schedule(
+        self,
+        fn: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)`` with a deadline (pebble's
+        ``schedule``): if it still runs ``timeout`` seconds after it started,
+        it is stopped (``TaskInterrupted`` is raised in it) and the future
+        fails with ``TimeoutError``.  ``timeout=None``: the pool's
+        ``task_timeout``."""
+        _check_timeout(timeout)
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise TypeError(f"kwargs must be a dict or None, not {type(kwargs).__name__}")
+        return self._submit(fn, tuple(args), kwargs or {}, timeout)
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> Future[Any]:
         if self._shutdown:
             self._check_open()
         fn_id, prefix = self._target(fn)
-        resolver = self._resolver()
-        future = TaskFuture()
-        future._resolver = resolver
-        future._handle = self._core.submit(
-            fn_id, prefix + args if prefix else args, kwargs or None, resolver.sink, future
-        )
+        completions = self._thread_completions()
+        completions.resolve_ready()   # earlier results nobody waited for
+        future: TaskFuture = TaskFuture()
+        future._completions = completions
+        call = (fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future)
+        future._handle = self._core.submit(*call) if timeout is None else self._core.submit(*call, timeout)
         return future
+
+    # Typed for one and two iterables (the result of an async def fn is the
+    # value its coroutine returns); three or more are checked loosely.
+    @overload
+    def map(
+        self, fn: Callable[[T1], Coroutine[Any, Any, R]], iterable: Iterable[T1], /, *,
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self, fn: Callable[[T1], R], iterable: Iterable[T1], /, *,
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self, fn: Callable[[T1, T2], Coroutine[Any, Any, R]], iterable1: Iterable[T1],
+        iterable2: Iterable[T2], /, *,
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self, fn: Callable[[T1, T2], R], iterable1: Iterable[T1], iterable2: Iterable[T2], /, *,
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self, fn: Callable[..., Coroutine[Any, Any, R]], iterable1: Iterable[Any],
+        iterable2: Iterable[Any], iterable3: Iterable[Any], /, *iterables: Iterable[Any],
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
+    @overload
+    def map(
+        self, fn: Callable[..., R], iterable1: Iterable[Any], iterable2: Iterable[Any],
+        iterable3: Iterable[Any], /, *iterables: Iterable[Any],
+        timeout: float | None = None, chunksize: int = 1, buffersize: int | None = None,
+        ordered: bool = True,
+    ) -> Iterator[R]: ...
 
     def map(
         self,
-        fn: Callable[..., R],
+        fn: Callable[..., Any],
         *iterables: Iterable[Any],
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
-    ) -> Iterator[R]:
-        """Like ``concurrent.futures.Executor.map``: results in order.
+        ordered: bool = True,
+    ) -> Iterator[Any]:
+        """Like ``concurrent.futures.Executor.map``: results in order, each
+        yielded as soon as it and every earlier one are done.
 
-        Each chunk of ``chunksize`` items travels as one task.  With
-        ``buffersize``, at most that many tasks are in flight ahead of the
-        results consumed (lazy input); otherwise every item is submitted now.
+        Each chunk of ``chunksize`` items travels as one task.  The input is
+        read now (as the stdlib does), but only a bounded window of tasks is
+        encoded and in flight at a time; with ``buffersize``, at most that
+        many tasks are in flight and the input is read lazily.  With
+        ``ordered=False`` results come in the order they finish
+        (multiprocessing's ``imap_unordered``).  A task's exception is
+        raised when its result is reached; leaving the loop early cancels
+        the tasks not yet started.
         """
+        _check_timeout(timeout)
         if isinstance(chunksize, bool) or not isinstance(chunksize, int):
             raise TypeError("chunksize must be an int")
         if chunksize < 1:
@@ -276,79 +457,129 @@ class Pool(AsyncPoolMethods):
         tasks: Iterator[Any] = (
             (list(c) for c in itertools.batched(args, chunksize)) if chunked else args
         )
-        sink = _core.Completions()
         if buffersize is None:
-            items = list(tasks)
-            self._core.submit_many(fn_id, items, sink, 0, chunked)
-            return self._results(sink, fn_id, None, len(items), chunked, end_time)
-        first = list(itertools.islice(tasks, buffersize))
-        self._core.submit_many(fn_id, first, sink, 0, chunked)
-        return self._results(sink, fn_id, tasks, len(first), chunked, end_time)
+            feed = iter(list(tasks))   # read now, encoded as the window allows
+            window, window_bytes = _MAP_WINDOW, _MAP_WINDOW_BYTES
+        else:
+            feed, window, window_bytes = iter(tasks), buffersize, None
+        run = _MapRun(self._core, fn_id, chunked, feed, window, window_bytes)
+        run.refill()   # the first tasks are queued now, as the stdlib's map does
+        return self._results(run, end_time, bool(ordered))
 
-    def _results(
-        self,
-        sink: Any,
-        fn_id: int,
-        feed: Iterator[Any] | None,
-        submitted: int,
-        chunked: bool,
-        end_time: float | None,
-    ) -> Iterator[Any]:
+    def _results(self, run: _MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:
+        completions = run.completions
         arrived: dict[int, tuple[bool, Any]] = {}
-        index = 0
         try:
-            while index < submitted:
-                while index not in arrived:
+            while run.consumed < run.submitted or run.refill():
+                want = run.consumed if ordered else -1   # the index to yield next
+                while want not in arrived if ordered else not arrived:
                     remaining = None if end_time is None else end_time - time.monotonic()
-                    # Wake per batch, not per result: the workers keep the cores.
-                    batch = 1 if feed is not None else _MAP_BATCH
-                    if sink.wait(remaining if remaining is None or remaining > 0 else 0, batch):
-                        for i, ok, value in sink.drain():
+                    # Sleep until the result we need is there (or a batch of
+                    # others): never later, and not once per other result.
+                    if completions.wait(
+                        remaining if remaining is None or remaining > 0 else 0,
+                        _MAP_BATCH if ordered else 1, want,
+                    ):
+                        for i, ok, value in completions.drain():
                             arrived[i] = (ok, value)
                     elif remaining is not None and remaining <= 0:
                         raise TimeoutError()
-                ok, value = arrived.pop(index)
-                index += 1
-                if feed is not None:
-                    nxt = next(feed, _END)
-                    if nxt is _END:
-                        feed = None
+                ready = [arrived.pop(want)] if ordered else list(arrived.values())
+                if not ordered:
+                    arrived.clear()
+                for ok, value in ready:
+                    run.consumed += 1
+                    run.refill()
+                    if not ok:
+                        raise value
+                    if run.chunked:
+                        yield from value
                     else:
-                        self._core.submit_many(fn_id, [nxt], sink, submitted, chunked)
-                        submitted += 1
-                if not ok:
-                    raise value
-                if chunked:
-                    yield from value
-                else:
-                    yield value
+                        yield value
         finally:
-            if index < submitted:
-                self._core.cancel_queued(sink)
+            if run.consumed < run.submitted:
+                self._core.cancel_queued(completions)
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+    def shutdown(
+        self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
+    ) -> None:
         """Stop accepting tasks; finish (or with cancel_futures, cancel) the queued
-        ones.  With wait=True, return once every worker has exited."""
+        ones.  With interrupt=True, also cancel the queued ones and stop the
+        running ones (``TaskInterrupted`` is raised in sync code, coroutines
+        are cancelled); their futures fail with ``PoolShutdownError``.  With
+        wait=True, return once every worker has exited (Ctrl-C ends the wait)."""
+        cancel = cancel_futures or interrupt
         with self._lock:
             self._shutdown = True
-            resolver = self._state.stop(cancel_futures, cancel_futures)
-        if resolver is not None and cancel_futures:
-            resolver.resolve()  # the dropped futures are cancelled before we return
-        self._retire_loop_sinks()
+            completions = self._state.stop(cancel, cancel, interrupt)
+        if completions is not None and cancel:
+            completions.resolve()  # the dropped futures are cancelled before we return
+        self._retire_loop_completions()
         if wait:
             self._core.join()
-            if resolver is not None and resolver.thread is not threading.current_thread():
-                resolver.thread.join()
+            if completions is not None:
+                completions.resolve()  # every future is done when shutdown returns
+                thread = completions.thread
+                if thread is not None and thread is not threading.current_thread():
+                    thread.join()
+            _forwarding.drain()  # what the workers printed last (their exit) is out too
 
-    def __enter__(self) -> Pool:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            # Ctrl-C out of the block: stop what runs instead of waiting for
+            # it, and let the KeyboardInterrupt go on even if a task is stuck
+            # in a C call (the exit hook deals with those).
+            self.shutdown(wait=False, interrupt=True)
+            self._core.join(_atexit.GRACE)
+            return
         self.shutdown(wait=True)
 
 
-class _End:
-    pass
+class _MapRun:
+    """The tasks of one map call: what is in flight, and the rest."""
 
+    __slots__ = ("core", "fn_id", "chunked", "feed", "window", "window_bytes", "completions",
+                 "submitted", "consumed", "in_flight_bytes", "item_bytes", "batches")
 
-_END = _End()
+    def __init__(self, core: Any, fn_id: int, chunked: bool, feed: Iterator[Any] | None,
+                 window: int, window_bytes: int | None) -> None:
+        self.core, self.fn_id, self.chunked = core, fn_id, chunked
+        self.feed = feed
+        self.window, self.window_bytes = window, window_bytes
+        self.completions = _core.Completions()
+        self.submitted = self.consumed = 0
+        self.in_flight_bytes = 0
+        self.item_bytes = 0.0
+        self.batches: list[tuple[int, int]] = []   # (index after the batch, its bytes)
+
+    def refill(self) -> bool:
+        """Queue more tasks while the window has room; True if any are left
+        in flight or were queued now."""
+        while self.batches and self.batches[0][0] <= self.consumed:
+            self.in_flight_bytes -= self.batches.pop(0)[1]
+        room = self.window - (self.submitted - self.consumed)
+        if self.feed is None or room < max(1, self.window // 2) and self.submitted > self.consumed:
+            return self.submitted > self.consumed   # refill in half windows, not per result
+        if self.window_bytes is not None:
+            # In half windows of bytes too, each batch sized by the items so far.
+            if self.in_flight_bytes > self.window_bytes // 2:
+                return self.submitted > self.consumed
+            if self.submitted == 0:
+                room = min(room, _MAP_FIRST_BATCH)
+            elif self.item_bytes > 0:
+                room = min(room, max(1, int((self.window_bytes - self.in_flight_bytes)
+                                            // self.item_bytes)))
+        items = list(itertools.islice(self.feed, room))
+        if len(items) < room:
+            self.feed = None
+        if items:
+            nbytes = self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
+                                           self.chunked)
+            self.submitted += len(items)
+            self.in_flight_bytes += nbytes
+            self.batches.append((self.submitted, nbytes))
+            self.item_bytes = nbytes / len(items)   # the latest batch's average
+        return self.submitted > self.consumed

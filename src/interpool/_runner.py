@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, Self, TypeVar, overload
 
+from ._futures import AsyncTaskFuture
 from ._pool import Pool
 
 P = ParamSpec("P")
@@ -40,7 +40,7 @@ class Runner:
             raise RuntimeError("the Runner is not started: call start() or use `with`")
         return self._pool
 
-    def start(self) -> Runner:
+    def start(self) -> Self:
         """Create the worker interpreters and wait until they are ready."""
         if self._pool is None:
             pool = Pool(**self._options)  # type: ignore[arg-type]
@@ -57,21 +57,35 @@ class Runner:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[R]:
-        """Run fn in a worker interpreter; ``await`` the result."""
+    @overload
+    def run(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> AsyncTaskFuture[R]: ...
+    @overload
+    def run(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> AsyncTaskFuture[R]: ...
+
+    def run(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> AsyncTaskFuture[Any]:
+        """Run fn in a worker interpreter; ``await`` the result (see Pool.run)."""
         return self.pool.run(fn, *args, **kwargs)
 
-    def wrap(self, fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
+    @overload
+    def wrap(
+        self, fn: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    @overload
+    def wrap(self, fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
         """Return an ``async def`` version of fn that runs it in a worker."""
         return self.pool.wrap(fn)
 
-    def __enter__(self) -> Runner:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Runner:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:

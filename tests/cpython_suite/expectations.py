@@ -8,15 +8,11 @@ in either direction: when a fix makes a listed test pass, delete its entry.
 
 Each reason starts with its group:
 
-* "tests stdlib internals: ..." -- the test inspects attributes or details
-  of the stdlib implementation (``_threads``, ``ExecutionFailed`` as the
-  cause, the wording of its pickle transport) that a drop-in need not copy.
-* "documented deviation: ..." -- interpool differs on purpose: functions
-  travel by reference (module + qualified name), so nested functions,
-  closures and local classes are refused -- at the call site, with a
-  TypeError -- where the stdlib ships stateless functions by code object
-  and reports the rest through the future as NotShareableError (itself a
-  TypeError subclass).
+* "tests stdlib internals: ..." -- the test inspects attributes of the
+  stdlib implementation (``_threads``) that a drop-in need not copy.
+* "documented deviation: ..." -- interpool differs on purpose (none today:
+  the drop-in sends stateless functions by code object and fails the rest
+  through the future with NotShareableError, as the stdlib does).
 * "interpool bug: ..." -- generic executor behaviour interpool lacks; it
   should pass once fixed.
 
@@ -34,43 +30,6 @@ EXPECTED_FAILURES = {
     IPT + "test_saturation":
         "tests stdlib internals: asserts len(executor._threads) == max_workers; "
         "interpool has no _threads (the 60 queue-blocked tasks themselves run fine)",
-    IPT + "test_submit_exception_in_func":
-        "tests stdlib internals: wants __cause__ to be concurrent.interpreters."
-        "ExecutionFailed; interpool re-raises the same type and message (checked "
-        "first, passes) with an interpool.RemoteTraceback cause",
-    IPT + "test_init_exception_in_func":
-        "tests stdlib internals: wants the stdlib's 'ExecutionFailed: Exception: spam' "
-        "and 'Uncaught in the interpreter:' text on stderr (BrokenInterpreterPool "
-        "itself is raised; interpool logs nothing at all, see test_init below)",
-    IPT + "test_pickle_errors_propagate":
-        "tests stdlib internals: submits a non-callable object as the function and "
-        "wants the stdlib transport's NotShareableError('args not shareable'); "
-        "interpool refuses non-callables in submit() with TypeError",
-    # ---- documented deviation: callables travel by reference
-    IPT + "test_submit_closure":
-        "documented deviation: a closure is refused by submit() with TypeError "
-        "(stdlib: the future fails with NotShareableError)",
-    IPT + "test_submit_local_instance":
-        "documented deviation: a class defined in a function is refused by submit() "
-        "with TypeError (stdlib: the future fails with NotShareableError)",
-    IPT + "test_submit_instance_method":
-        "documented deviation: a method of a class defined in a function is refused by "
-        "submit() with TypeError (stdlib: the future fails with NotShareableError)",
-    IPT + "test_init_closure":
-        "documented deviation: a closure initializer is refused by the constructor with "
-        "TypeError (stdlib: the pool breaks at first use, BrokenInterpreterPool)",
-    IPT + "test_init_instance_method":
-        "documented deviation: a method of a local class as initializer is refused by the "
-        "constructor with TypeError (stdlib: the pool breaks at first use)",
-    IPT + "test_blocking":
-        "documented deviation: the task is a nested stateless function, which the stdlib "
-        "ships by code object and interpool refuses (passes with a module-level function)",
-    IPT + "test_blocking_with_limited_workers":
-        "documented deviation: the task is a nested stateless function, which the stdlib "
-        "ships by code object and interpool refuses (passes with a module-level function)",
-    IPT + "test_thread_name_prefix_with_thread_get_name":
-        "documented deviation: the task is a nested stateless function, refused (worker "
-        "threads are named '<prefix>_<n>' as in the stdlib)",
 }
 
 SKIP = {

@@ -1,0 +1,37 @@
+/* Control threads: how running Python code in a worker is stopped.
+ *
+ * A control thread belongs to one worker interpreter and keeps its own
+ * thread state there.  Asked to stop a task (or when the task's deadline
+ * passes), it takes that interpreter's GIL -- which the worker hands over
+ * at its next eval-breaker check -- and calls `deliver`, which raises an
+ * exception in the worker's thread if the task still runs (module layer).
+ * A task that keeps running (it swallowed the exception) is asked again
+ * every IP_CONTROL_RETRY_NS.
+ */
+#ifndef IP_RUNTIME_CONTROL_H
+#define IP_RUNTIME_CONTROL_H
+
+#include "runtime/task.h"
+
+#define IP_CONTROL_RETRY_NS 500000000LL   /* 500 ms: long enough for a finally: block */
+
+typedef struct ip_control ip_control;
+
+/* Called by the control thread holding the worker interpreter's GIL:
+ * interrupt t if it still runs (t NULL: whatever user code runs, the
+ * initializer included); 1 if it did. */
+typedef int (*ip_deliver_fn)(void *arg, ip_task *t);
+
+/* Start a control thread for `interp` (alive until ip_control_stop).
+ * NULL if the thread could not start. */
+ip_control *ip_control_start(PyInterpreterState *interp, ip_deliver_fn deliver, void *arg);
+/* Stop t now (it must have a stop reason set); t NULL: whatever runs. */
+void ip_control_request(ip_control *c, ip_task *t);
+/* t's deadline (monotonic ns): past it, t gets stop reason TIMEOUT and is
+ * stopped.  t NULL: no deadline. */
+void ip_control_set_deadline(ip_control *c, ip_task *t, int64_t deadline_ns);
+/* End the thread (it deletes its thread state) and free c.  Call with no
+ * thread state of c's interpreter attached. */
+void ip_control_stop(ip_control *c);
+
+#endif

@@ -1,0 +1,166 @@
+/* The raw pool: a FIFO of tasks behind one mutex, shared by every worker
+ * of the pool, and the pool's state (started, stopping, broken).
+ *
+ * Lock order: nobody waits for a GIL while holding pool->mu (workers
+ * release their GIL before sleeping on it).  The worker threads themselves
+ * are in worker.c; the Python-facing PoolCore in module/pool_type.c.
+ */
+#ifndef IP_RUNTIME_POOL_H
+#define IP_RUNTIME_POOL_H
+
+#include "runtime/control.h"
+#include "runtime/owner.h"
+#include "runtime/task.h"
+
+struct ip_worker_ops;
+
+/* What the pool knows of one worker (pool mutex). */
+typedef struct ip_slot {
+    int efd;                    /* eventfd of its event loop, or -1 */
+    int waiting;                /* its loop waits for tasks: write efd on enqueue */
+    long budget;                /* tasks its interpreter may still take; -1: no limit */
+    /* while its interpreter lives (ip_pool_slot_attach): how to stop its tasks */
+    PyInterpreterState *interp;
+    ip_deliver_fn deliver;
+    void *deliver_arg;
+    ip_control *control;        /* started on first need */
+    ip_task *finished;          /* taken off the running list at the worker's next
+                                 * visit to the pool mutex (its thread only) */
+} ip_slot;
+
+/* Why ip_pool_next_task() returned no task. */
+enum ip_next {
+    IP_NEXT_UPKEEP = 0,   /* woken for upkeep: call again */
+    IP_NEXT_STOP = 1,     /* the pool stops and the queue is empty: exit */
+    IP_NEXT_RECYCLE = 2,  /* this interpreter ran its max_tasks: replace it */
+};
+
+typedef struct ip_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work;        /* a task was queued, or stopping */
+    pthread_cond_t changed;     /* a worker became ready or exited */
+    atomic_int refcnt;          /* PoolCore + each live worker thread + handles */
+    atomic_int has_work;        /* queue non-empty (spin target) */
+    ip_task *head, *tail;
+    Py_ssize_t nqueued;
+    ip_task *running;           /* tasks workers took (one reference each); finished
+                                 * ones leave lazily (ip_pool_task_done) */
+    int sleepers;
+    unsigned wake_seq;          /* bumped by ip_pool_wake(): idle workers do upkeep */
+    int stopping;               /* no new tasks; workers exit when the queue is empty */
+    int cancel_running;         /* stopping also cancels running coroutines */
+    int broken;
+    ip_buf broken_msg;          /* UTF-8 */
+    int nworkers, nready, nlive, started;
+    int nthreads;               /* worker threads that started */
+    ip_slot *slots;             /* nworkers */
+    ip_owner *owner;            /* the creating interpreter's worker count */
+    struct ip_pool *next_live, *prev_live;   /* all live pools (a global mutex) */
+    /* configuration, immutable once started */
+    const struct ip_worker_ops *ops;
+    int concurrency;            /* coroutines per worker; 1: the C loop */
+    long loop_factory;          /* fn id of the workers' loop factory, or -1 */
+    int64_t task_timeout_ns;    /* default deadline of each call (0: none) */
+    long max_tasks;             /* tasks per interpreter before it is replaced (0: no limit) */
+    char **sys_path;
+    Py_ssize_t n_path;
+    int has_init;
+    uint32_t init_fn;
+    ip_buf init_payload;
+    ip_buf setup_payload;       /* handed to each worker's setup */
+    /* callable references, append-only (mu) */
+    ip_buf *fns;
+    uint32_t nfns, capfns;
+} ip_pool;
+
+/* Process-wide counts (leak checks). */
+extern atomic_long ip_live_pools;
+extern atomic_long ip_live_workers;
+
+/* A new pool (refcnt 1) of `nworkers` run by `ops`; NULL on out of memory. */
+ip_pool *ip_pool_new(int nworkers, const struct ip_worker_ops *ops, ip_owner *owner);
+void ip_pool_incref(ip_pool *p);
+void ip_pool_decref(ip_pool *p);
+
+/* Configuration (before start): IP_OK, IP_ERR_STARTED or IP_ERR_NOMEM. */
+int ip_pool_add_path(ip_pool *p, const char *path, Py_ssize_t len);
+/* Takes over `ref` (left empty); its id in *id. */
+int ip_pool_add_fn(ip_pool *p, ip_buf *ref, uint32_t *id);
+/* A copy of the reference of fn `id` (any time; IP_ERR_NOMEM or -1 if unknown). */
+int ip_pool_copy_fn(ip_pool *p, uint32_t id, ip_buf *out);
+
+/* Queue a chain of n tasks (QUEUED, linked by ->next).  IP_OK, or
+ * IP_ERR_STOPPED / IP_ERR_BROKEN with the chain untouched. */
+int ip_pool_enqueue(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n);
+/* Remove a queued task (it will never run): IP_CANCEL_REMOVED; it is
+ * DROPPED and its pipeline reference is the caller's.  Otherwise, if it
+ * runs and `interrupt` is set, stop it (reason CANCEL): a coroutine gets
+ * CancelledError at its await, sync code TaskInterrupted at its next
+ * bytecode: IP_CANCEL_STOPPING.  Else IP_CANCEL_NONE. */
+int ip_pool_cancel(ip_pool *p, ip_task *t, int interrupt);
+enum { IP_CANCEL_NONE = 0, IP_CANCEL_REMOVED = 1, IP_CANCEL_STOPPING = 2 };
+/* Stop every running task bound for `c` (NULL: every running task) for
+ * `reason`; how many were asked. */
+Py_ssize_t ip_pool_interrupt(ip_pool *p, ip_completions *c, int reason);
+/* Remove every queued task bound for `c`; the chain (->next) of removed
+ * tasks (DROPPED, references the caller's), their number in *n. */
+ip_task *ip_pool_cancel_for(ip_pool *p, ip_completions *c, Py_ssize_t *n);
+/* Pop up to n tasks for worker `index` (RUNNING, references the caller's),
+ * chained by ->next; *count how many.  If fewer came, the worker's eventfd
+ * is armed for the next enqueue.  Never more than the slot's budget. */
+ip_task *ip_pool_take(ip_pool *p, int index, Py_ssize_t n, Py_ssize_t *count);
+/* A task worker `index` took is finished (before it is delivered).  No
+ * lock: it leaves the running list at that worker's next visit to the
+ * pool mutex, which keeps the hot path at one lock per task. */
+void ip_pool_task_done(ip_pool *p, int index, ip_task *t);
+/* Take worker `index`'s finished tasks off the running list now (before
+ * it sleeps for long, or exits). */
+void ip_pool_slot_reap(ip_pool *p, int index);
+
+/* Refuse new tasks; workers exit once the queue is empty.  `cancel`:
+ * queued tasks are delivered as CANCELLED; `cancel_running`: running
+ * coroutines are cancelled too; `interrupt`: running sync code is stopped
+ * (reason SHUTDOWN). */
+void ip_pool_stop(ip_pool *p, int cancel, int cancel_running, int interrupt);
+/* ip_pool_stop on every live pool `owner` made (exit). */
+void ip_pools_stop_owned(ip_owner *owner, int cancel, int cancel_running, int interrupt);
+/* Mark the pool broken (first reason wins) and fail every queued task. */
+void ip_pool_break(ip_pool *p, const char *msg, Py_ssize_t len);
+/* Wake idle workers of this pool / of every live pool, for upkeep. */
+void ip_pool_wake(ip_pool *p);
+void ip_wake_all_pools(void);
+
+/* Waits (no thread state attached): IP_OK, IP_ERR_TIMEOUT, IP_ERR_INTERRUPTED. */
+int ip_pool_wait_ready(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr);
+int ip_pool_wait_exited(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr);
+
+/* Worker side: the next task for worker `index` (RUNNING), or NULL with
+ * *why (enum ip_next).  Called with the worker's thread state attached;
+ * sleeps with it released. */
+ip_task *ip_pool_next_task(ip_pool *p, int index, unsigned *wake_seen, int *why);
+/* Worker `index` has a new interpreter (its budget starts again) / is
+ * about to end it: returns its control thread (or NULL), which the caller
+ * stops with no thread state attached. */
+void ip_pool_slot_attach(ip_pool *p, int index, PyInterpreterState *interp,
+                         ip_deliver_fn deliver, void *arg);
+ip_control *ip_pool_slot_detach(ip_pool *p, int index);
+/* The control thread of worker `index` (started if needed), or NULL. */
+ip_control *ip_pool_slot_control(ip_pool *p, int index);
+/* Worker `index`'s eventfd (made on first use; -1 with errno on failure);
+ * reset it; forget it (the worker exits). */
+int ip_pool_slot_fd(ip_pool *p, int index);
+void ip_pool_slot_clear(ip_pool *p, int index);
+void ip_pool_slot_close(ip_pool *p, int index);
+/* Snapshots under the mutex. */
+int ip_pool_all_ready(ip_pool *p);
+/* An event loop worker takes no more tasks: the pool stops with an empty
+ * queue, or this interpreter ran its max_tasks. */
+int ip_pool_slot_done(ip_pool *p, int index);
+/* Running coroutines must be cancelled (shutdown, broken). */
+int ip_pool_cancelling(ip_pool *p);
+Py_ssize_t ip_pool_queued(ip_pool *p);
+int ip_pool_live(ip_pool *p);
+/* Copy the broken message (empty buffer and 0 when not broken). */
+int ip_pool_broken_message(ip_pool *p, ip_buf *out);
+
+#endif

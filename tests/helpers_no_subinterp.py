@@ -1,0 +1,26 @@
+"""A module that imports like a single-phase C extension (numpy, pandas...):
+fine in the main interpreter, but in a subinterpreter it raises the
+ImportError CPython raises for such an extension there
+(Python/import.c: "module %s does not support loading in subinterpreters").
+"""
+
+import _interpreters
+
+if _interpreters.get_current()[0] != 0:
+    raise ImportError(f"module {__name__} does not support loading in subinterpreters")
+
+FACTOR = 3
+
+
+def make_pure():
+    """A lambda that reads no globals: it runs in a worker without this module."""
+    return lambda x: x * 2
+
+
+def make_global_reader():
+    """A lambda that reads FACTOR: the worker must import this module, and cannot."""
+    return lambda x: x * FACTOR
+
+
+def by_reference(x):
+    return x

@@ -1,0 +1,405 @@
+"""Stopping what was started: Ctrl-C in every blocking wait, deadlines,
+cancel(interrupt=True), interrupting shutdowns, exit, worker recycling.
+
+Outcomes only: the bounds below only detect a hang (a task that would run
+for minutes, a process that would never end)."""
+
+import asyncio
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import CancelledError, as_completed, wait
+
+import pytest
+
+import helpers_control as hc
+import interpool
+from helpers_util import assert_back_to, counts, subprocess_env, wait_for_path, wait_until
+
+LONG = 120  # what a task "would" take: the tests end long before
+
+
+# ------------------------------------------------------------------ Ctrl-C
+
+SIGINT_SCRIPTS = {
+    "map": "list(pool.map(hc.spin_until, [LONG] * 4))",
+    "future.result": "pool.submit(hc.spin_until, LONG).result()",
+    "as_completed": "list(as_completed([pool.submit(hc.spin_until, LONG)]))",
+    "futures.wait": "wait([pool.submit(hc.spin_until, LONG)])",
+    "shutdown(wait=True)": "pool.submit(hc.spin_until, LONG); pool.shutdown(wait=True)",
+    "wait_ready": "interpool.Pool(1, initializer=hc.spin_until, initargs=(LONG,)).wait_ready()",
+    "Runner.start": "interpool.Runner(workers=1, initializer=hc.spin_until, initargs=(LONG,)).start()",
+    "Queue.get": "interpool.Queue().get(timeout=LONG)",
+    "Queue.put": "q = interpool.Queue(1); q.put(1); q.put(2, timeout=LONG)",
+    "with Pool": "with interpool.Pool(2) as p:\n    p.submit(hc.spin_forever)\n    p.submit(hc.spin_until, LONG).result()",
+    "exit with a forever task": "pool.submit(hc.spin_forever); print('exiting', flush=True); raise SystemExit(0)",
+}
+
+
+SCRIPT = """\
+import sys, time
+from concurrent.futures import as_completed, wait
+import helpers_control as hc, interpool
+LONG = {long}
+if __name__ == "__main__":
+    pool = interpool.Pool(2)
+    pool.wait_ready()
+    print("ready", flush=True)
+    t0 = time.monotonic()
+    try:
+{body}
+    except KeyboardInterrupt:
+        print(f"KeyboardInterrupt {{time.monotonic() - t0:.3f}}", flush=True)
+        raise
+"""
+
+
+def read_line(proc):
+    """One line of the child's stdout, read from the pipe itself: a buffered
+    readline() may read ahead, and communicate() would never see those bytes."""
+    data = b""
+    while not data.endswith(b"\n"):
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            break
+        data += byte
+    return data.decode()
+
+
+def start_script(tmp_path, body):
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT.format(long=LONG, body=textwrap.indent(textwrap.dedent(body), " " * 8)))
+    return subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def read_line(proc):
+    """One line of the child's stdout, read byte by byte: nothing may stay
+    in a reader's buffer that communicate() would then miss."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = os.read(proc.stdout.fileno(), 1)
+        if not byte:
+            break
+        line += byte
+    return line.decode()
+
+
+@pytest.mark.parametrize("body", SIGINT_SCRIPTS.values(), ids=SIGINT_SCRIPTS.keys())
+def test_one_sigint_ends_the_program(tmp_path, body):
+    proc = start_script(tmp_path, body)
+    assert read_line(proc) == "ready\n"
+    time.sleep(0.5)  # in the blocking call (or at exit) by now
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert elapsed < 30, (out, err)  # the tasks would run for LONG seconds
+    if "exit" in body:
+        assert "exiting" in out, (out, err, proc.returncode)
+    else:
+        assert "KeyboardInterrupt" in out, (out, err)
+        assert proc.returncode == -signal.SIGINT, (proc.returncode, out, err)
+        assert "Traceback" in err and "KeyboardInterrupt" in err
+    assert "remaining subinterpreters" not in err
+
+
+def test_sigint_in_map_leaves_the_pool_usable(tmp_path):
+    proc = start_script(tmp_path, textwrap.dedent("""\
+        try:
+            list(pool.map(hc.spin_until, [1] * 200))
+        except KeyboardInterrupt:
+            print("still works", pool.submit(hc.square, 7).result(), flush=True)
+            raise SystemExit(0)
+        """))
+    assert read_line(proc) == "ready\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "still works 49" in out, (out, err)
+    assert proc.returncode == 0, err
+
+
+def test_sigint_at_exit_with_a_task_stuck_in_c(tmp_path):
+    """A stop lands only when a C call returns: the exit waits a grace
+    period after Ctrl-C, then leaves anyway (exit code 130)."""
+    proc = start_script(tmp_path, "pool.submit(time.sleep, LONG); print('exiting', flush=True)")
+    assert read_line(proc) == "ready\n"
+    assert read_line(proc) == "exiting\n"
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "still run in C code" in err
+
+
+def test_normal_exit_finishes_running_work(tmp_path):
+    proc = start_script(tmp_path, "f = pool.submit(hc.spin_until, 0.5)\nprint('exiting', flush=True)")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, (out, err)
+    assert err == ""
+
+
+# ------------------------------------------------------------------ running code
+
+
+def test_schedule_timeout_stops_code_that_swallows_exceptions(tmp_path):
+    done = str(tmp_path / "finally")
+    with interpool.Pool(1) as pool:
+        future = pool.schedule(hc.spin_forever, (done,), timeout=0.2)
+        with pytest.raises(TimeoutError):
+            future.result(timeout=60)
+        assert os.path.exists(done)  # its finally: block ran
+        assert pool.submit(hc.square, 3).result(timeout=60) == 9  # the worker is free
+
+
+def test_schedule_with_kwargs_and_no_timeout():
+    with interpool.Pool(1) as pool:
+        assert pool.schedule(hc.spin_then, (5,), {"spins": 10}).result(60) == 5
+
+
+def test_pool_task_timeout_applies_to_every_front_door(tmp_path):
+    async def run_async(pool):
+        with pytest.raises(TimeoutError):
+            await pool.run(hc.spin_forever)
+        assert await pool.run(hc.square, 2) == 4
+
+    with interpool.Pool(2, task_timeout=0.2) as pool:
+        with pytest.raises(TimeoutError):
+            pool.submit(hc.spin_forever).result(60)
+        with pytest.raises(TimeoutError):
+            list(pool.map(hc.spin_forever, [None]))
+        asyncio.run(run_async(pool))
+        assert pool.submit(hc.spin_until, 0.01).result(60) == 0.01  # fast ones unaffected
+        # schedule(timeout=) overrides the pool's
+        assert pool.schedule(hc.spin_until, (0.5,), timeout=30).result(60) == 0.5
+    with interpool.InterpreterPoolExecutor(1, task_timeout=0.2) as ex:
+        with pytest.raises(TimeoutError):
+            ex.submit(hc.spin_forever).result(60)
+
+
+def test_cancel_interrupt_stops_a_running_task(tmp_path):
+    started, done = str(tmp_path / "started"), str(tmp_path / "finally")
+    entered = str(tmp_path / "entered")
+    with interpool.Pool(1) as pool:
+        future = pool.submit(hc.spin_forever, done, entered)
+        assert pool.submit(hc.touch, started)  # queued behind it: never runs before
+        assert wait_until(future.running, 60)
+        assert wait_for_path(entered, 60)  # in its try block: a stop now runs its finally
+        assert future.cancel() is False  # plain cancel: stdlib semantics
+        assert future.cancel(interrupt=True) is True
+        assert future.cancelled()
+        with pytest.raises(CancelledError):
+            future.result(0)
+        assert wait_for_path(started, 60)  # the worker moved on to the next task
+        assert wait_for_path(done, 60)  # the stopped task's finally: ran
+        assert pool.submit(hc.square, 4).result(60) == 16
+
+
+def test_cancel_interrupt_of_queued_and_finished_tasks():
+    with interpool.Pool(1) as pool:
+        first = pool.submit(hc.spin_until, 0.3)
+        queued = pool.submit(hc.square, 2)
+        assert queued.cancel(interrupt=True) is True and queued.cancelled()
+        assert first.result(60) == 0.3
+        assert first.cancel(interrupt=True) is False  # finished: nothing to cancel
+        assert not first.cancelled()
+
+
+def test_shutdown_interrupt(tmp_path):
+    done = str(tmp_path / "finally")
+    pool = interpool.Pool(1)
+    entered = str(tmp_path / "entered")
+    running = pool.submit(hc.spin_forever, done, entered)
+    queued = pool.submit(hc.square, 3)
+    assert wait_until(running.running, 60)
+    assert wait_for_path(entered, 60)  # in its try block: a stop now runs its finally
+    pool.shutdown(wait=True, interrupt=True)
+    assert queued.cancelled()
+    with pytest.raises(interpool.PoolShutdownError):
+        running.result(60)
+    assert os.path.exists(done)
+
+
+def test_task_interrupted_is_a_base_exception():
+    assert issubclass(interpool.TaskInterrupted, BaseException)
+    assert not issubclass(interpool.TaskInterrupted, Exception)
+
+
+def test_coroutine_task_timeout():
+    with interpool.Pool(1, concurrency=4, task_timeout=0.2) as pool:
+        with pytest.raises(TimeoutError):
+            pool.submit(hc.async_forever).result(60)
+        assert pool.submit(hc.square, 5).result(60) == 25
+    with interpool.Pool(1) as pool:  # the C loop runs coroutines too
+        with pytest.raises(TimeoutError):
+            pool.schedule(hc.async_forever, timeout=0.2).result(60)
+
+
+def test_interrupt_storm():
+    """1,000 tasks, each cancelled with interrupt at a random moment
+    (queued, starting, running, finishing): every future resolves exactly
+    once, the pool stays healthy, nothing leaks."""
+    baseline = counts()
+    rng = random.Random(1234)
+    resolved = []
+    with interpool.Pool(2) as pool:
+        futures = []
+        for i in range(1000):
+            f = pool.submit(hc.spin_then, i, rng.choice([0, 10, 1000, 20000]))
+            f.add_done_callback(lambda f, i=i: resolved.append(i))
+            futures.append(f)
+            if rng.random() < 0.5:
+                time.sleep(rng.choice([0, 0, 0.0001, 0.001]))
+                futures[rng.randrange(len(futures))].cancel(interrupt=True)
+        for f in futures:
+            if rng.random() < 0.3:
+                f.cancel(interrupt=True)
+        for i, f in enumerate(futures):
+            try:
+                assert f.result(60) == i
+            except CancelledError:
+                assert f.cancelled()
+        assert wait_until(lambda: len(resolved) == 1000, 60)
+        assert sorted(resolved) == list(range(1000))  # exactly once each
+        assert pool.submit(hc.square, 9).result(60) == 81
+    del futures, f  # their handles hold the tasks
+    assert_back_to(baseline)
+
+
+def test_cancelled_queued_coroutines_never_start():
+    """gather(...).cancel() over many queued coroutine runs: only those
+    already running (workers x concurrency) ever started."""
+    async def main():
+        q = interpool.Queue()
+        async with interpool.Pool(2, concurrency=8) as pool:
+            runs = [pool.run(hc.note_start_then_wait, q) for _ in range(2000)]
+            gathered = asyncio.gather(*runs)
+            while q.qsize() < 16:
+                await asyncio.sleep(0.01)
+            gathered.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gathered
+        return q.qsize()
+
+    assert asyncio.run(main()) <= 16
+
+
+# ------------------------------------------------------------------ recycling
+
+
+def test_max_tasks_per_worker_recycles_interpreters():
+    with interpool.Pool(1, max_tasks_per_worker=10) as pool:
+        ids = [pool.submit(hc.interpreter_id).result(60) for _ in range(100)]
+    assert len(set(ids)) == 10
+    assert all(ids.count(i) == 10 for i in set(ids))
+
+
+def test_recycling_with_map_and_an_initializer():
+    with interpool.Pool(1, max_tasks_per_worker=10, initializer=hc.init, initargs=("x",)) as pool:
+        results = list(pool.map(hc.interpreter_and_init, range(100)))
+    assert len(results) == 100  # every result exactly once
+    assert {v for _, v in results} == {"x"}  # the initializer ran in every interpreter
+    assert len({i for i, _ in results}) == 10
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_recycling_with_coroutine_tasks(concurrency):
+    with interpool.Pool(1, concurrency=concurrency, max_tasks_per_worker=10) as pool:
+        ids = list(pool.map(hc.async_interpreter_id, range(100)))
+    assert len(ids) == 100
+    assert len(set(ids)) >= 10
+
+
+def test_recycling_keeps_the_queue():
+    with interpool.Pool(2, max_tasks_per_worker=3) as pool:
+        assert sorted(pool.map(hc.square, range(50))) == sorted(x * x for x in range(50))
+
+
+# ------------------------------------------------------------------ exit hazards
+
+
+def run_script(tmp_path, source, timeout=60):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    return subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("style", ["sync", "asyncio"])
+def test_exit_with_an_unreferenced_pool_running_coroutines(tmp_path, style):
+    main = {
+        "sync": """
+            def main():
+                pool = interpool.Pool(1, concurrency=2)
+                pool.submit(hc.async_forever)
+                pool.submit(hc.async_forever)
+            main()
+        """,
+        "asyncio": """
+            async def main():
+                pool = interpool.Pool(1, concurrency=2)
+                pool.run(hc.async_forever)
+                await asyncio.sleep(0.2)
+            asyncio.run(main())
+        """,
+    }[style]
+    proc = run_script(tmp_path, "import asyncio, helpers_control as hc, interpool\n"
+                      + textwrap.dedent(main) + "print('OK')\n")
+    assert proc.stdout == "OK\n", proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_async_with_pool_inside_a_worker():
+    with interpool.Pool(1) as pool:
+        assert pool.submit(hc.nested_async_pool).result(120) == [0, 1, 4]
+
+
+def test_fork_with_live_workers_warns(tmp_path):
+    proc = run_script(tmp_path, """
+        import os, helpers_control as hc, interpool
+        pool = interpool.Pool(1)
+        pool.wait_ready()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        pool.shutdown()
+    """)
+    assert "cannot fork a process with live subinterpreters" in proc.stderr
+
+
+# ------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize("timeout, error", [
+    (-1, ValueError), (math.nan, ValueError), ("1", TypeError), (True, TypeError),
+    (math.inf, OverflowError), (1e19, OverflowError),
+])
+def test_bad_timeouts_are_refused_at_the_call(timeout, error):
+    with interpool.Pool(1) as pool:
+        with pytest.raises(error):
+            pool.schedule(hc.square, (1,), timeout=timeout)
+        with pytest.raises(error):
+            pool.wait_ready(timeout)
+        with pytest.raises(error):
+            pool.map(hc.square, [1], timeout=timeout)
+        q = interpool.Queue()
+        with pytest.raises(error):
+            q.get(timeout=timeout)
+        with pytest.raises(error):
+            interpool.Pool(1, task_timeout=timeout)
+        assert pool.submit(hc.square, 3).result(60) == 9  # still fine
+
+
+@pytest.mark.parametrize("value, error", [(0, ValueError), (-3, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_max_tasks_per_worker(value, error):
+    with pytest.raises(error):
+        interpool.Pool(1, max_tasks_per_worker=value)
