@@ -42,7 +42,11 @@ SIGINT_SCRIPTS = {
 
 
 SCRIPT = """\
-import sys, time
+import signal, sys, time
+# Ctrl-C as from a terminal, however the suite was started: a shell without
+# job control starts a background job with SIGINT ignored, and Python keeps
+# an ignored SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from concurrent.futures import as_completed, wait
 import helpers_control as hc, interpool
 LONG = {long}
@@ -78,18 +82,6 @@ def start_script(tmp_path, body):
         [sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-
-
-def read_line(proc):
-    """One line of the child's stdout, read byte by byte: nothing may stay
-    in a reader's buffer that communicate() would then miss."""
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = os.read(proc.stdout.fileno(), 1)
-        if not byte:
-            break
-        line += byte
-    return line.decode()
 
 
 @pytest.mark.parametrize("body", SIGINT_SCRIPTS.values(), ids=SIGINT_SCRIPTS.keys())
