@@ -10,11 +10,13 @@ import gc
 import io
 import logging
 import re
+import textwrap
 
 import pytest
 
 import helpers_worker_output as hw
 import interpool
+from helpers_util import run_python
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,55 @@ def test_every_front_door_writes_before_results(pool):
             return got
 
         assert asyncio.run(main()) == "from run"
+
+
+def test_ctrl_c_while_output_is_written_stops_the_map(tmp_path):
+    """A Ctrl-C that lands while the caller writes workers' output (just
+    before a batch resolves) is raised there, as one from a done-callback:
+    the map (or result()) stops, nothing is reported as "ignored", the
+    future still resolves, and the pool goes on.
+    (A subprocess: without the background writer, only the caller writes.)"""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""\
+        import contextlib
+        import helpers_worker_output as hw, interpool
+        from interpool import _forwarding
+        _forwarding._run = lambda chan: None   # no background writer thread
+
+        class Stdout:
+            def __init__(self):
+                self.lines, self.interrupted = [], False
+            def write(self, text):
+                if not self.interrupted:
+                    self.interrupted = True
+                    raise KeyboardInterrupt   # as if Ctrl-C landed here
+                self.lines.append(text)
+            def flush(self):
+                pass
+
+        if __name__ == "__main__":
+            with interpool.Pool(2) as pool:
+                out = Stdout()
+                with contextlib.redirect_stdout(out):
+                    try:
+                        list(pool.map(hw.say_then_return, ["a"] * 20, range(20)))
+                        stopped = False
+                    except KeyboardInterrupt:
+                        stopped = True
+                    again = list(pool.map(hw.say_then_return, ["b"] * 5, range(5)))
+                    out.interrupted = False
+                    future = pool.submit(hw.say_then_return, "c", 7)
+                    try:
+                        future.result()
+                        value = None
+                    except KeyboardInterrupt:
+                        value = future.result()   # resolved all the same
+                print(stopped, again == list(range(5)), "".join(out.lines).count("b"), value)
+        """))
+    r = run_python([str(script)], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True", "5", "7"], (r.stdout, r.stderr)
+    assert "ignored" not in r.stderr, r.stderr
 
 
 def test_lines_from_many_workers_never_tear():

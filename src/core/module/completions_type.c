@@ -330,12 +330,18 @@ gc_resume(int paused)
 }
 
 /* Output the finished tasks' workers forwarded reached the channel before
- * their results: write it out before they resolve. */
+ * their results: write it out before they resolve.  A Ctrl-C while it is
+ * written is kept like one from a callback (keep_stop); a failing stream
+ * only loses output. */
 static inline void
-drain_output(ip_state *st, ip_done *batch)
+drain_output(ip_state *st, ip_done *batch, PyObject **stop)
 {
     if (batch != NULL && st->drain_output) {
-        ip_hook_notify(st, IP_HOOK_DRAIN_OUTPUT);
+        PyObject *r = ip_hook_call(st, IP_HOOK_DRAIN_OUTPUT, NULL, 0);
+        if (r == NULL && !keep_stop(stop)) {
+            PyErr_WriteUnraisable(st->hooks[IP_HOOK_DRAIN_OUTPUT]);
+        }
+        Py_XDECREF(r);
     }
 }
 
@@ -375,7 +381,7 @@ completions_resolve(PyObject *op, PyObject *Py_UNUSED(ignored))
         tail->next = more;
     }
     Py_INCREF(self);   /* a callback may drop the last other reference */
-    drain_output(st, more);   /* Python code: the batch is in self already */
+    drain_output(st, more, &stop);   /* Python code: the batch is in self already */
     for (;;) {
         if (self->chunk_next < self->chunk_n) {
             /* Resolve one (Python code runs: future methods, callbacks). */
@@ -438,8 +444,8 @@ completions_drain(PyObject *op, PyObject *Py_UNUSED(ignored))
     Py_ssize_t n = 0;
     ip_pins_release_deferred();
     ip_done *first = ip_completions_take_all(self->raw);
-    drain_output(st, first);
     PyObject *stop = NULL;   /* see keep_stop */
+    drain_output(st, first, &stop);
     int paused = gc_pause(first);   /* no Python code runs in this loop but hooks */
     for (ip_done *item = first, *next; item != NULL; item = next) {
         next = item->next;
