@@ -92,29 +92,14 @@ ip_spin_until(int (*ready)(void *), void *arg)
     }
 }
 
+static int
+flag_set(void *flag)
+{
+    return atomic_load_explicit((atomic_int *)flag, memory_order_acquire) != 0;
+}
+
 int
 ip_spin_while_zero(atomic_int *flag)
 {
-    if (atomic_load_explicit(flag, memory_order_acquire)) {
-        return 1;
-    }
-    if (ip_spin_ns <= 0) {
-        return 0;
-    }
-    int64_t deadline = ip_now_ns() + ip_spin_ns;
-    for (;;) {
-        for (int i = 0; i < 64; i++) {
-            if (atomic_load_explicit(flag, memory_order_acquire)) {
-                return 1;
-            }
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#elif defined(__aarch64__)
-            __asm__ __volatile__("yield");
-#endif
-        }
-        if (ip_now_ns() >= deadline) {
-            return 0;
-        }
-    }
+    return ip_spin_until(flag_set, flag);
 }
