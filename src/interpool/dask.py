@@ -28,6 +28,9 @@ from __future__ import annotations
 import threading
 import time
 
+from ._integrations import cancel_interrupting as _cancel
+from ._integrations import in_subinterpreter
+
 # Not `from typing import ...` at run time: worker interpreters import this
 # module too, and typing costs each of them milliseconds (see __init__.py).
 TYPE_CHECKING = False
@@ -59,16 +62,10 @@ def _call_pickled(payload: bytes) -> tuple[Any, ...]:
     return _call(fn, args, kwargs)
 
 
-def _in_subinterpreter() -> bool:
-    import _interpreters
-
-    return _interpreters.get_current()[0] != 0
-
-
 # Worker interpreters import this module only to find _call: `distributed`
 # cannot be imported there (psutil is a single-phase-init extension), so the
 # caller-side part below is defined in the main interpreter only.
-if TYPE_CHECKING or not _in_subinterpreter():
+if TYPE_CHECKING or not in_subinterpreter():
     import inspect
     from concurrent.futures import Executor, Future, InvalidStateError
 
@@ -88,15 +85,6 @@ else:
 
 
 _RESERVED_NAMES = ("actor", "offload")
-
-
-def _cancel(future: Future[Any]) -> bool:
-    """Cancel a pool future; interrupt it if it is already running, where
-    interpool supports that (``cancel(interrupt=True)``)."""
-    try:
-        return future.cancel(interrupt=True)  # type: ignore[call-arg]
-    except TypeError:  # this interpool only cancels queued tasks
-        return future.cancel()
 
 
 def _resolved_by_dask(obj: object) -> bool:

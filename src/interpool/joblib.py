@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import threading
 
+from ._integrations import cancel_interrupting as _cancel
+from ._integrations import in_subinterpreter
+
 # Not `from typing import ...` at run time: worker interpreters import this
 # module too, and typing costs each of them milliseconds (see __init__.py).
 TYPE_CHECKING = False
@@ -58,16 +61,10 @@ def _run_pickled_batch(payload: bytes) -> list[Any]:
     return _run_batch(pickle.loads(payload))
 
 
-def _in_subinterpreter() -> bool:
-    import _interpreters
-
-    return _interpreters.get_current()[0] != 0
-
-
 # Worker interpreters import this module only to find _run_batch, and joblib
 # does not load there (loky imports faulthandler, a single-phase-init
 # module): the caller-side part is defined in the main interpreter only.
-if TYPE_CHECKING or not _in_subinterpreter():
+if TYPE_CHECKING or not in_subinterpreter():
     import inspect
     import queue
     from concurrent.futures import Future
@@ -99,15 +96,6 @@ def _cloudpickled(calls: list[Call], error: TypeError) -> bytes:
         return cloudpickle.dumps(calls)
     except Exception:
         raise error from None
-
-
-def _cancel(future: Future[Any]) -> bool:
-    """Cancel a pool future; interrupt it if it is already running, where
-    interpool supports that (``cancel(interrupt=True)``)."""
-    try:
-        return future.cancel(interrupt=True)  # type: ignore[call-arg]
-    except TypeError:  # this interpool only cancels queued tasks
-        return future.cancel()
 
 
 class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase):
