@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import functools
 import importlib
+import os
 import sys
 import threading
 import time
@@ -225,6 +226,21 @@ def test_shutdown_cancel_futures(tmp_path):
     assert running.result(60) == "ran"
     ex.shutdown(wait=True)
     assert not any((tmp_path / f"q{i}").exists() for i in range(3))
+
+
+def test_map_never_consumed_still_runs_every_item(executor_class, tmp_path):
+    """Executor.map submits the whole input at the call: leaving the block
+    (shutdown) without reading the results loses no work."""
+    paths = [str(tmp_path / f"d{i}") for i in range(500)]
+    with executor_class(2) as ex:
+        ex.map(os.mkdir, paths)
+    assert len(list(tmp_path.iterdir())) == 500
+
+
+def test_map_read_after_shutdown_yields_every_result(executor_class):
+    with executor_class(2) as ex:
+        results = ex.map(abs, range(-3000, 0))
+    assert list(results) == list(range(3000, 0, -1))
 
 
 @pytest.mark.parametrize("which", WHICH)

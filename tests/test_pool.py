@@ -27,7 +27,7 @@ import pytest
 import helpers_tasks as ht
 import interpool
 from helpers_interp import current_interpreter_id
-from helpers_util import assert_back_to, counts, run_python, wait_for_path
+from helpers_util import assert_back_to, counts, run_python, wait_for_path, wait_until
 from interpool import _core
 
 try:
@@ -762,6 +762,112 @@ def test_map_cancelled_by_shutdown_raises_pool_shutdown_error(tmp_path):
     assert blocker.result(60) == "done"
     pool.shutdown()
     assert not list(tmp_path.glob("ran-*"))
+
+
+# A map's whole input runs even if nobody consumes the iterator, as with
+# the stdlib: only the encoding of its arguments goes a window at a time.
+# More items than the first window (64 tasks) and than a whole one (1,024).
+MANY = 3000
+
+
+def paths_in(directory, n=MANY, prefix="ran"):
+    return [str(directory / f"{prefix}-{i}") for i in range(n)]
+
+
+def ran(directory, prefix="ran"):
+    return len(list(directory.glob(f"{prefix}-*")))
+
+
+@pytest.mark.parametrize("chunksize", [1, 7])
+def test_map_never_consumed_runs_every_item_inside_with(tmp_path, chunksize):
+    with interpool.Pool(2) as pool:
+        pool.map(ht.touch, paths_in(tmp_path), chunksize=chunksize)
+    assert ran(tmp_path) == MANY
+
+
+def test_map_consumed_after_the_with_block_yields_everything():
+    with interpool.Pool(2) as pool:
+        results = pool.map(ht.square, range(MANY))
+        unordered = pool.map(ht.square, range(MANY), ordered=False)
+    assert list(results) == [i * i for i in range(MANY)]
+    assert sorted(unordered) == [i * i for i in range(MANY)]
+
+
+def test_map_input_is_fed_while_nobody_consumes(tmp_path):
+    """The pool, not the consumer, feeds the workers the rest of the input."""
+    with interpool.Pool(2) as pool:
+        it = pool.map(ht.touch, paths_in(tmp_path), range(MANY))
+        assert wait_until(lambda: ran(tmp_path) == MANY, 60), ran(tmp_path)
+        assert list(it) == list(range(MANY))
+
+
+def test_map_dropped_iterator_runs_everything_and_keeps_no_result(tmp_path):
+    baseline = counts()
+    with interpool.Pool(2) as pool:
+        pool.map(ht.touch, paths_in(tmp_path), [b"x" * 1000] * MANY)
+        assert wait_until(lambda: ran(tmp_path) == MANY, 60), ran(tmp_path)
+        # Nobody can read those results: they were freed as they arrived.
+        assert wait_until(lambda: counts()["tasks"] <= baseline["tasks"], 60), counts()
+        assert pool.submit(ht.add, 1, 2).result(60) == 3
+
+
+@pytest.mark.parametrize("how", ["shutdown(wait=False)", "del pool"])
+def test_map_input_still_runs_after_a_shutdown_without_wait(tmp_path, how):
+    pool = interpool.Pool(2)
+    pool.map(ht.touch, paths_in(tmp_path))
+    if how == "del pool":
+        del pool
+    else:
+        pool.shutdown(wait=False)
+    assert wait_until(lambda: ran(tmp_path) == MANY, 60), ran(tmp_path)
+
+
+def test_map_input_runs_at_a_normal_exit(tmp_path):
+    script = tmp_path / "prog.py"
+    script.write_text(textwrap.dedent(f"""\
+        import interpool, helpers_tasks as ht
+        pool = interpool.Pool(2)
+        results = pool.map(ht.touch, [{str(tmp_path)!r} + f"/ran-{{i}}" for i in range({MANY})])
+        print("leaving")
+        """))
+    proc = run_python([str(script)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert ran(tmp_path) == MANY
+
+
+def test_map_shutdown_cancel_futures_drops_the_rest_of_the_input(tmp_path):
+    pool = interpool.Pool(1)
+    started, release = tmp_path / "started", tmp_path / "release"
+    blocker = pool.submit(ht.signal_and_wait, str(started), str(release), "done")
+    assert wait_for_path(started)
+    it = pool.map(ht.touch, paths_in(tmp_path))
+    pool.shutdown(wait=False, cancel_futures=True)
+    release.touch()
+    with pytest.raises(interpool.PoolShutdownError):
+        list(it)
+    assert blocker.result(60) == "done"
+    pool.shutdown()
+    assert ran(tmp_path) == 0
+
+
+def test_map_with_buffersize_runs_only_the_buffer_unless_consumed(tmp_path):
+    """buffersize keeps the stdlib's lazy contract: `buffersize` tasks are
+    submitted by the call, one more per result consumed."""
+    with interpool.Pool(2) as pool:
+        it = pool.map(ht.touch, paths_in(tmp_path, 100), buffersize=4)
+        del it
+        assert pool.submit(ht.add, 1, 2).result(60) == 3
+    assert ran(tmp_path) == 4
+
+
+def test_map_item_that_cannot_travel_fails_at_its_place(pool):
+    items = [1] * MANY + [threading.Lock()] + [2] * 10
+    got = []
+    with pytest.raises(TypeError, match="lock"):
+        for value in pool.map(ht.identity, items):
+            got.append(value)
+    assert got == [1] * MANY
+    assert pool.submit(ht.add, 1, 2).result(60) == 3
 
 
 # ------------------------------------------------------------ initializer

@@ -129,6 +129,12 @@ class ThreadCompletions:
         if self.core.ready:
             self.resolve()
 
+    def join(self) -> None:
+        """Wait for the background thread to exit (after close())."""
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
     def close(self, resolve_later: bool = True) -> None:
         """No more submissions.  Results still due are resolved in the
         background (a thread that exits once every result is in), unless the

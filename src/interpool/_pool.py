@@ -17,6 +17,7 @@ from ._callables import describe_main, plan
 from ._completions import ThreadCompletions
 from ._errors import broken_error, stop_error
 from ._futures import TaskFuture
+from ._map import MapFeeder, MapRun
 from ._pool_async import AsyncPoolMethods
 
 __all__ = ["Pool"]
@@ -32,12 +33,6 @@ _NO_PREFIX: tuple[()] = ()
 # A map's consumer sleeps until the result it must yield next is there, or
 # this many are (then it drains them all in one batch).
 _MAP_BATCH = 64
-# Encoded payloads a map keeps in flight (no buffersize): enough to keep
-# every worker busy, bounded in count and bytes however long the input.
-_MAP_WINDOW = 1024
-_MAP_WINDOW_BYTES = 4 * 1024 * 1024
-# The first batch, before the size of an encoded item is known.
-_MAP_FIRST_BATCH = 64
 
 
 def cpu_count() -> int:
@@ -66,6 +61,7 @@ class _State:
     def __init__(self, core: Any) -> None:
         self.core = core
         self.completions: ThreadCompletions | None = None
+        self.feeder: MapFeeder | None = None
 
     def stop(
         self, cancel: bool = False, cancel_running: bool = False, interrupt: bool = False,
@@ -74,8 +70,11 @@ class _State:
         """Stop the workers (they finish the queue unless `cancel`; running
         coroutines are cancelled with `cancel_running`, running sync code is
         stopped with `interrupt`) and close the sync completions, whose
-        thread exits once every result is in.  The exit hook and
-        shutdown(wait=True) wait for the workers."""
+        thread exits once every result is in.  The input maps have not
+        queued yet is queued first (or dropped with `cancel`).  The exit
+        hook and shutdown(wait=True) wait for the workers."""
+        if self.feeder is not None:
+            self.feeder.finish(cancel)
         self.core.stop(cancel, cancel_running, interrupt)
         completions = self.completions
         if completions is not None:
@@ -428,14 +427,18 @@ class Pool(AsyncPoolMethods):
         """Like ``concurrent.futures.Executor.map``: results in order, each
         yielded as soon as it and every earlier one are done.
 
-        Each chunk of ``chunksize`` items travels as one task.  The input is
-        read now (as the stdlib does), but only a bounded window of tasks is
-        encoded and in flight at a time; with ``buffersize``, at most that
-        many tasks are in flight and the input is read lazily.  With
+        Each chunk of ``chunksize`` items travels as one task.  The whole
+        input is taken now and every item runs, whether or not the results
+        are read (as with the stdlib): only the encoding of the arguments
+        goes a bounded window at a time, the pool queueing more as workers
+        take tasks; a shutdown first queues what is left.  With
+        ``buffersize`` the input is read lazily: that many tasks are
+        submitted now and one more per result consumed.  With
         ``ordered=False`` results come in the order they finish
         (multiprocessing's ``imap_unordered``).  A task's exception is
         raised when its result is reached; leaving the loop early cancels
-        the tasks not yet started.
+        the tasks not yet started.  An iterator dropped before its first
+        result frees the results as they arrive.
         """
         _check_timeout(timeout)
         if isinstance(chunksize, bool) or not isinstance(chunksize, int):
@@ -458,21 +461,33 @@ class Pool(AsyncPoolMethods):
             (list(c) for c in itertools.batched(args, chunksize)) if chunked else args
         )
         if buffersize is None:
-            feed = iter(list(tasks))   # read now, encoded as the window allows
-            window, window_bytes = _MAP_WINDOW, _MAP_WINDOW_BYTES
+            run = MapRun(self._core, fn_id, chunked, list(tasks), None)   # the input, read now
+            self._map_feeder().start(run)   # the first window now, the rest as workers take tasks
         else:
-            feed, window, window_bytes = iter(tasks), buffersize, None
-        run = _MapRun(self._core, fn_id, chunked, feed, window, window_bytes)
-        run.refill()   # the first tasks are queued now, as the stdlib's map does
-        return self._results(run, end_time, bool(ordered))
+            run = MapRun(self._core, fn_id, chunked, tasks, buffersize)
+            run.read_more()   # the first tasks are queued now, as the stdlib's map does
+        results = self._results(run, end_time, bool(ordered))
+        run.watch(results)
+        return results
 
-    def _results(self, run: _MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:
+    def _map_feeder(self) -> MapFeeder:
+        feeder = self._state.feeder
+        if feeder is None:
+            with self._lock:
+                self._check_open()
+                if self._state.feeder is None:
+                    self._state.feeder = MapFeeder(self._core, self._register(int), self._name)
+                feeder = self._state.feeder
+        return feeder
+
+    def _results(self, run: MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:
         completions = run.completions
         arrived: dict[int, tuple[bool, Any]] = {}
         try:
-            while run.consumed < run.submitted or run.refill():
+            while run.more():
                 want = run.consumed if ordered else -1   # the index to yield next
                 while want not in arrived if ordered else not arrived:
+                    run.check_error()
                     remaining = None if end_time is None else end_time - time.monotonic()
                     # Sleep until the result we need is there (or a batch of
                     # others): never later, and not once per other result.
@@ -489,7 +504,8 @@ class Pool(AsyncPoolMethods):
                     arrived.clear()
                 for ok, value in ready:
                     run.consumed += 1
-                    run.refill()
+                    if run.lazy is not None:
+                        run.read_more()   # one more in, as each result comes out
                     if not ok:
                         raise value
                     if run.chunked:
@@ -497,8 +513,8 @@ class Pool(AsyncPoolMethods):
                     else:
                         yield value
         finally:
-            if run.consumed < run.submitted:
-                self._core.cancel_queued(completions)
+            if run.consumed < (run.total if run.total is not None else run.submitted):
+                run.stop()
 
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
@@ -511,7 +527,13 @@ class Pool(AsyncPoolMethods):
         cancel = cancel_futures or interrupt
         with self._lock:
             self._shutdown = True
-            completions = self._state.stop(cancel, cancel, interrupt)
+            feeder = self._state.feeder
+        try:
+            if wait and not cancel and feeder is not None:
+                feeder.wait_fed()   # every map's input, a window at a time
+        finally:
+            with self._lock:
+                completions = self._state.stop(cancel, cancel, interrupt)
         if completions is not None and cancel:
             completions.resolve()  # the dropped futures are cancelled before we return
         self._retire_loop_completions()
@@ -519,9 +541,9 @@ class Pool(AsyncPoolMethods):
             self._core.join()
             if completions is not None:
                 completions.resolve()  # every future is done when shutdown returns
-                thread = completions.thread
-                if thread is not None and thread is not threading.current_thread():
-                    thread.join()
+                completions.join()
+            if feeder is not None:
+                feeder.join()
             _forwarding.drain()  # what the workers printed last (their exit) is out too
 
     def __enter__(self) -> Self:
@@ -537,49 +559,3 @@ class Pool(AsyncPoolMethods):
             return
         self.shutdown(wait=True)
 
-
-class _MapRun:
-    """The tasks of one map call: what is in flight, and the rest."""
-
-    __slots__ = ("core", "fn_id", "chunked", "feed", "window", "window_bytes", "completions",
-                 "submitted", "consumed", "in_flight_bytes", "item_bytes", "batches")
-
-    def __init__(self, core: Any, fn_id: int, chunked: bool, feed: Iterator[Any] | None,
-                 window: int, window_bytes: int | None) -> None:
-        self.core, self.fn_id, self.chunked = core, fn_id, chunked
-        self.feed = feed
-        self.window, self.window_bytes = window, window_bytes
-        self.completions = _core.Completions()
-        self.submitted = self.consumed = 0
-        self.in_flight_bytes = 0
-        self.item_bytes = 0.0
-        self.batches: list[tuple[int, int]] = []   # (index after the batch, its bytes)
-
-    def refill(self) -> bool:
-        """Queue more tasks while the window has room; True if any are left
-        in flight or were queued now."""
-        while self.batches and self.batches[0][0] <= self.consumed:
-            self.in_flight_bytes -= self.batches.pop(0)[1]
-        room = self.window - (self.submitted - self.consumed)
-        if self.feed is None or room < max(1, self.window // 2) and self.submitted > self.consumed:
-            return self.submitted > self.consumed   # refill in half windows, not per result
-        if self.window_bytes is not None:
-            # In half windows of bytes too, each batch sized by the items so far.
-            if self.in_flight_bytes > self.window_bytes // 2:
-                return self.submitted > self.consumed
-            if self.submitted == 0:
-                room = min(room, _MAP_FIRST_BATCH)
-            elif self.item_bytes > 0:
-                room = min(room, max(1, int((self.window_bytes - self.in_flight_bytes)
-                                            // self.item_bytes)))
-        items = list(itertools.islice(self.feed, room))
-        if len(items) < room:
-            self.feed = None
-        if items:
-            nbytes = self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
-                                           self.chunked)
-            self.submitted += len(items)
-            self.in_flight_bytes += nbytes
-            self.batches.append((self.submitted, nbytes))
-            self.item_bytes = nbytes / len(items)   # the latest batch's average
-        return self.submitted > self.consumed
