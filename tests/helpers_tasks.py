@@ -311,3 +311,8 @@ class InterruptedWhenRebuilt:
 
 def return_interrupted_when_rebuilt(*_ignored):
     return InterruptedWhenRebuilt()
+
+
+def make_bytes(size):
+    """A result of `size` bytes made in the worker (memory tests)."""
+    return b"x" * size

@@ -20,6 +20,7 @@ from joblib._parallel_backends import SequentialBackend, ThreadingBackend  # noq
 
 import helpers_joblib as h  # noqa: E402
 import interpool  # noqa: E402
+from helpers_util import run_python  # noqa: E402
 import interpool.joblib  # noqa: E402
 from interpool.joblib import InterpoolBackend  # noqa: E402
 
@@ -52,6 +53,25 @@ def test_results_in_order(n, batch_size):
     with parallel_config(backend="interpool", n_jobs=2):
         out = Parallel(batch_size=batch_size)(delayed(h.square)(i) for i in range(n))
     assert out == [i * i for i in range(n)]
+
+
+def test_one_task_per_batch_all_dispatched_at_once_does_not_hang(tmp_path):
+    """joblib's dispatching thread holds its lock while it submits, and the
+    done-callback of a finished batch takes that lock: the callback must not
+    hold up submit() (it used to: a deadlock, most runs hung within 30 calls)."""
+    script = (
+        "import helpers_joblib as h\n"
+        "from joblib import Parallel, delayed\n"
+        "import interpool.joblib\n"
+        "for _ in range(30):\n"
+        "    out = Parallel(n_jobs=2, backend='interpool', batch_size=1, pre_dispatch='all')(\n"
+        "        delayed(h.square)(i) for i in range(1000))\n"
+        "    assert out == [i * i for i in range(1000)]\n"
+        "print('ok')\n"
+    )
+    proc = run_python(["-c", script], cwd=tmp_path, timeout=HANG * 3)  # TimeoutExpired: hung
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok"]
 
 
 def test_keyword_arguments_and_callables_that_travel_pickled():

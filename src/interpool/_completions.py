@@ -2,9 +2,10 @@
 consumer, resolved in batches.
 
 - ThreadCompletions: the sync futures of one pool, resolved by the thread
-  that waits for one (result()), or by a background thread once a
-  done-callback or wait()/as_completed() needs one.  A done-callback may
-  wait for another future of the same pool: it resolves that one itself.
+  that waits for one (result()), by a submitter, or by a resolver thread
+  once a done-callback or wait()/as_completed() needs one.  Resolving only
+  sets futures; their done-callbacks run on the pool's callback thread,
+  with no lock of interpool held.
 - LoopCompletions: the asyncio futures of one event loop; its eventfd is
   watched by the loop, and each wake-up resolves every finished future of
   that loop in one C call.
@@ -13,6 +14,7 @@ consumer, resolved in batches.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import weakref
@@ -26,15 +28,15 @@ from ._futures import cancel_future
 # Where concurrent.futures logs a failing done-callback.
 _LOGGER = logging.getLogger("concurrent.futures")
 
-# The result threads alive, so that the exit can release them (abandon_all).
+# The completions with threads alive, so that the exit can release them (abandon_all).
 _live: weakref.WeakSet[ThreadCompletions] = weakref.WeakSet()
 
 
 def abandon_all() -> None:
     """At exit, once every worker has exited (or been left running after
     a second Ctrl-C): resolve what has arrived, then detach, which wakes
-    each result thread for good, and fail the futures whose result never
-    came.  A non-daemon result thread would otherwise keep the interpreter
+    each resolver thread for good, and fail the futures whose result never
+    came.  A non-daemon thread would otherwise keep the interpreter
     waiting for a result that was lost (it is joined before finalization).
     Every completions is detached even if a callback raises (Ctrl-C, say);
     the first such exception is raised at the end."""
@@ -42,7 +44,7 @@ def abandon_all() -> None:
     for completions in list(_live):
         completions.abandoned = True
         try:
-            completions.resolve(timeout=1.0)   # a callback of its thread may be stuck
+            completions.resolve(timeout=1.0)   # another thread's batch may be stuck decoding
         except BaseException as exc:
             stop = stop or exc
         for future in completions.core.detach():
@@ -51,6 +53,7 @@ def abandon_all() -> None:
                     future.set_exception(stop_error())
             except BaseException as exc:
                 stop = stop or exc
+        completions.wake_callbacks()   # its callback thread exits once it ran what is queued
     if stop is not None:
         raise stop
 
@@ -58,18 +61,40 @@ def abandon_all() -> None:
 class ThreadCompletions:
     """The Completions that a pool's sync futures are resolved through.
 
-    Callers resolve them themselves (TaskFuture.result); a thread that
-    resolves in the background starts only when needed (need_thread)."""
+    Callers resolve them themselves (TaskFuture.result); a resolver thread
+    starts only when needed (need_thread).  A batch sets futures only: the
+    done-callbacks it triggers are queued (call_soon) for the callback
+    thread, which runs them in order with no lock of interpool held.  So a
+    callback may block on the caller's locks, submit more work or wait for
+    other futures, and no submit(), result() or done() waits for it, nor
+    does a callback run inside another's submit() or result()."""
 
     def __init__(self, name: str) -> None:
         # The batch asks each future Future.done(): TaskFuture.done() resolves.
         self.core = _core.Completions(on_cancelled=cancel_future, owner_done=Future.done)
-        self._lock = threading.RLock()   # batches never overlap; a callback may resolve
+        # Batches never overlap.  Held while a batch decodes results and
+        # sets futures, never while a done-callback runs.
+        self._lock = threading.RLock()
         self._name = name
         self._thread_lock = threading.Lock()
         self.thread: threading.Thread | None = None
         self._resolver = 0   # the thread resolving a batch now (0: none)
         self.abandoned = False
+        # Futures whose done-callbacks are due, for the callback thread.
+        self._callbacks: collections.deque[Future[object]] = collections.deque()
+        self._callbacks_due = threading.Condition(threading.Lock())
+        self.callback_thread: threading.Thread | None = None
+
+    def _start(self, target: object, kind: str) -> threading.Thread | None:
+        # Not a daemon: CPython forbids daemon threads in isolated
+        # subinterpreters, and the exit hook closes the completions first.
+        thread = threading.Thread(target=target, name=f"{self._name}-{kind}")
+        _live.add(self)   # before it starts: abandon_all() must see it
+        try:
+            thread.start()
+        except RuntimeError:  # the interpreter is shutting down
+            return None
+        return thread
 
     def need_thread(self) -> None:
         """Resolve in the background from now on: done-callbacks and
@@ -77,16 +102,7 @@ class ThreadCompletions:
         if self.thread is None:
             with self._thread_lock:
                 if self.thread is None:
-                    # Not a daemon: CPython forbids daemon threads in isolated
-                    # subinterpreters, and the exit hook closes the completions first.
-                    thread = threading.Thread(target=self._run, name=f"{self._name}-results")
-                    _live.add(self)   # before it starts: abandon_all() must see it
-                    try:
-                        thread.start()
-                    except RuntimeError:  # the interpreter is shutting down
-                        _live.discard(self)
-                        return
-                    self.thread = thread
+                    self.thread = self._start(self._run, "results")
 
     def _run(self) -> None:
         core = self.core
@@ -97,15 +113,17 @@ class ThreadCompletions:
             core.wait(5.0)
             try:
                 self.resolve()
-            except BaseException:   # SystemExit from a done-callback: keep resolving
-                _LOGGER.exception("exception calling callback")
+            except BaseException:   # (a decoding hook's SystemExit): keep resolving
+                _LOGGER.exception("exception resolving results")
             if core.closed and (core.outstanding == 0 or self.abandoned):
+                self.wake_callbacks()
                 return
 
-    def resolve(self, timeout: float = -1) -> None:
+    def resolve(self, timeout: float | None = None) -> None:
         """Resolve whatever has finished (any thread; batches never overlap).
-        With a timeout, give up if another thread's batch lasts longer."""
-        if not self._lock.acquire(timeout=timeout):
+        With a timeout (0: only if free), give up if another thread's batch
+        lasts longer: it resolves what this one would have."""
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             return
         try:
             outer, self._resolver = self._resolver, threading.get_ident()
@@ -117,23 +135,66 @@ class ThreadCompletions:
             self._lock.release()
 
     def resolving_here(self) -> bool:
-        """Is this thread inside a batch now?  (A done-callback that asks
-        other futures done() must not go on with the batch from there: a
-        callback per future doing so would nest once per future.  One that
-        waits for another future's result does go on with it.)"""
+        """Is this thread inside a batch now?  (Then a future's done-callbacks
+        wait for the callback thread.)"""
         return self._resolver == threading.get_ident()
 
     def resolve_ready(self) -> None:
-        """Resolve what has finished, if anything has (a submitter calls it,
-        so results nobody waits for do not pile up in C memory)."""
+        """Resolve what has finished, if anything has and no other thread is
+        at it (a submitter calls it, so results nobody waits for do not pile
+        up in C memory)."""
         if self.core.ready:
-            self.resolve()
+            self.resolve(0)
 
-    def join(self) -> None:
-        """Wait for the background thread to exit (after close())."""
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+    # ------------------------------------------------------ done-callbacks
+
+    def call_soon(self, future: Future[object]) -> None:
+        """Run `future`'s done-callbacks on the callback thread (started
+        the first time), after those already queued."""
+        with self._callbacks_due:
+            self._callbacks.append(future)
+            if self.callback_thread is not None:
+                self._callbacks_due.notify()
+                return
+            self.callback_thread = self._start(self._run_callbacks, "callbacks")
+            if self.callback_thread is not None:
+                return
+        self._run_callbacks_here()   # no thread can start any more (exit)
+
+    def _callbacks_finished(self) -> bool:
+        core = self.core
+        return core.closed and (core.outstanding == 0 or self.abandoned)
+
+    def _run_callbacks(self) -> None:
+        due = self._callbacks
+        while True:
+            with self._callbacks_due:
+                while not due:
+                    if self._callbacks_finished():
+                        self.callback_thread = None
+                        return
+                    self._callbacks_due.wait()
+                future = due.popleft()
+            try:
+                Future._invoke_callbacks(future)   # logs what a callback raises
+            except BaseException:   # SystemExit from a done-callback: keep going
+                _LOGGER.exception("exception calling callback for %r", future)
+            del future   # not kept (nor its result) while the thread waits
+
+    def _run_callbacks_here(self) -> None:
+        while True:
+            with self._callbacks_due:
+                if not self._callbacks:
+                    return
+                future = self._callbacks.popleft()
+            Future._invoke_callbacks(future)
+
+    def wake_callbacks(self) -> None:
+        """Let an idle callback thread see that nothing more will come."""
+        with self._callbacks_due:
+            self._callbacks_due.notify()
+
+    # ------------------------------------------------------ shutting down
 
     def close(self, resolve_later: bool = True) -> None:
         """No more submissions.  Results still due are resolved in the
@@ -142,6 +203,19 @@ class ThreadCompletions:
         self.core.close()
         if resolve_later and self.core.outstanding:
             self.need_thread()
+        self.wake_callbacks()
+
+    def join(self) -> None:
+        """Wait for the resolver and callback threads to exit (after close()
+        and once every result is in): every done-callback has run."""
+        current = threading.current_thread()
+        thread = self.thread
+        if thread is not None and thread is not current:
+            thread.join()
+        self.wake_callbacks()
+        thread = self.callback_thread
+        if thread is not None and thread is not current:
+            thread.join()
 
 
 class LoopCompletions:

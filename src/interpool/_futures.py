@@ -5,9 +5,10 @@ out of the queue when cancelled.
 A sync future is resolved by whoever needs it first: the thread that calls
 ``result()`` (or ``exception()``, or ``done()``) takes the finished task
 from its worker itself, with no thread in between (two thread hops per
-round trip, as with ThreadPoolExecutor).  A thread that resolves in the
-background starts only when something must happen without a caller
-waiting: a done-callback, or ``concurrent.futures.wait``/``as_completed``.
+round trip, as with ThreadPoolExecutor).  A resolver thread starts only
+when something must happen without a caller waiting: a done-callback, or
+``concurrent.futures.wait``/``as_completed``.  Done-callbacks run on the
+pool's callback thread, never inside another thread's result() or submit().
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ def cancel_future(future: Future[Any]) -> None:
 
 class _Waiters(list):
     """A future's waiter list (concurrent.futures.wait and as_completed
-    append to it): the first waiter starts the background resolver."""
+    append to it): the first waiter starts the resolver thread.  It refers
+    to the future's completions, not to the future: no reference cycle
+    keeps a dropped future (and its result) alive until the cyclic GC."""
 
-    __slots__ = ("future",)
+    __slots__ = ("completions",)
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
-        self.future._need_background()
+        self.completions.need_thread()
 
 
 class TaskFuture(Future):
@@ -48,18 +51,22 @@ class TaskFuture(Future):
     """
 
     _handle: Any = None
-    _completions: Any = None   # the ThreadCompletions it is resolved through
 
-    def __init__(self) -> None:
+    def __init__(self, completions: Any) -> None:
         super().__init__()
+        self._completions = completions   # the ThreadCompletions it is resolved through
         waiters = _Waiters()
-        waiters.future = self
+        waiters.completions = completions
         self._waiters = waiters
 
-    def _need_background(self) -> None:
-        completions = self._completions
-        if completions is not None:
-            completions.need_thread()
+    def _invoke_callbacks(self) -> None:
+        # Set by a batch of results: the callbacks run on the callback
+        # thread, once the batch is done, with no lock of interpool held.
+        if self._done_callbacks:
+            if self._completions.resolving_here():
+                self._completions.call_soon(self)
+            else:
+                Future._invoke_callbacks(self)
 
     def _take(self, timeout: float | None) -> float | None:
         """Wait (GIL released) for this task to finish and resolve it in this
@@ -67,24 +74,23 @@ class TaskFuture(Future):
         if Future.done(self):
             return timeout
         handle, completions = self._handle, self._completions
-        if handle is None or completions is None:
+        if handle is None:
             return timeout
         if timeout is None:
             handle.wait()
-        else:
-            deadline = time.monotonic() + timeout
-            if not handle.wait(timeout):
-                return 0.0
-            timeout = max(0.0, deadline - time.monotonic())
-        completions.resolve()   # this task and whatever else finished with it
-        return timeout
+            completions.resolve()   # this task and whatever else finished with it
+            return None
+        deadline = time.monotonic() + timeout
+        if not handle.wait(timeout):
+            return 0.0
+        completions.resolve(max(0.0, deadline - time.monotonic()))
+        return max(0.0, deadline - time.monotonic())
 
     def done(self) -> bool:
         if not Future.done(self):
-            handle, completions = self._handle, self._completions
-            if (handle is not None and completions is not None and handle.finished
-                    and not completions.resolving_here()):
-                completions.resolve()
+            handle = self._handle
+            if handle is not None and handle.finished:
+                self._completions.resolve(0)   # unless another thread is at it
         return Future.done(self)
 
     def result(self, timeout: float | None = None) -> Any:
@@ -95,7 +101,7 @@ class TaskFuture(Future):
 
     def add_done_callback(self, fn: Any) -> None:
         if not Future.done(self):
-            self._need_background()  # it must run even if nobody waits
+            self._completions.need_thread()  # it must run even if nobody waits
         super().add_done_callback(fn)
 
     def cancel(self, interrupt: bool = False) -> bool:
@@ -107,6 +113,7 @@ class TaskFuture(Future):
         if handle is None or not handle.cancel(bool(interrupt)):
             return False
         cancel_future(self)
+        self._completions.core.wake()   # a thread in result() wakes to see it
         return True
 
     def running(self) -> bool:

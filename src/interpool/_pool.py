@@ -367,8 +367,7 @@ class Pool(AsyncPoolMethods):
         fn_id, prefix = self._target(fn)
         completions = self._thread_completions()
         completions.resolve_ready()   # earlier results nobody waited for
-        future: TaskFuture = TaskFuture()
-        future._completions = completions
+        future: TaskFuture = TaskFuture(completions)
         call = (fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future)
         future._handle = self._core.submit(*call) if timeout is None else self._core.submit(*call, timeout)
         return future

@@ -60,6 +60,9 @@ void ip_completions_consumed(ip_completions *c, Py_ssize_t n);
 void ip_completions_orphan(ip_completions *c);
 /* No more submissions: wakes every waiter. */
 void ip_completions_close(ip_completions *c);
+/* Wake every waiter to re-check its condition (a task of these completions
+ * was dropped from the queue: a wait for it ends). */
+void ip_completions_wake(ip_completions *c);
 int ip_completions_closed(ip_completions *c);
 
 /* Sleep until a task has finished (batch > 1: that many, or all that are
