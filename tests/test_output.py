@@ -74,6 +74,15 @@ def test_stderr_and_a_partial_line(pool):
     assert out.getvalue() == "no newlineab"
 
 
+def test_text_after_the_last_newline_is_written_when_the_task_ends(pool):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert pool.submit(hw.partial_line, "line1\nline2").result(60) == "done"
+        assert out.getvalue() == "line1\nline2"
+        assert pool.submit(hw.say, "x\ny", end="").result(60) == 1
+        assert out.getvalue() == "line1\nline2x\ny"
+
+
 def test_pytest_capsys_sees_worker_output(pool, capsys):
     pool.submit(hw.say, "captured by capsys").result(60)
     assert capsys.readouterr().out == "captured by capsys\n"

@@ -63,6 +63,7 @@ class ForwardedStream(io.TextIOBase):
         tail = s[end + 1:]
         if tail:
             self._partial.append(tail)
+            _core._set_output_pending(True)   # sent when the task ends, if not before
         _put((self._kind, head))
         return len(s)
 
