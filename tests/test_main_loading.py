@@ -165,3 +165,25 @@ def test_message_matches_cpython_for_a_single_phase_extension():
     with interpool.Pool(1) as pool:
         message = pool.submit(probe).result(60)
     assert message == "module _testsinglephase does not support loading in subinterpreters"
+
+
+def test_a_task_runs_a_pool_of_its_own_with_functions_of_the_script(tmp_path):
+    """Inside a worker the script is loaded as __mp_main__; a pool made
+    there sends its functions to its own workers all the same."""
+    path = tmp_path / "nested.py"
+    path.write_text(textwrap.dedent("""\
+        import interpool
+
+        def inner(x):
+            return x + 1
+
+        def outer(n):
+            with interpool.Pool(1) as pool:
+                return pool.submit(inner, n).result(60), list(pool.map(inner, range(3)))
+
+        if __name__ == "__main__":
+            with interpool.Pool(1) as pool:
+                print(pool.submit(outer, 1).result(60))
+        """))
+    out = check(run_python([str(path)], cwd=tmp_path, timeout=120))
+    assert out.strip() == "(2, [1, 2, 3])"

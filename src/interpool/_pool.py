@@ -179,7 +179,10 @@ class Pool(AsyncPoolMethods):
         # sys.stdout/sys.stderr and logging (not from a worker's own pools).
         forward = (forward_output or forward_logging) and not _loading.in_worker
         self._core.set_setup({
-            "main": describe_main(), "name": self._name, "flavor": self._flavor,
+            # A pool made in a worker: its workers load the same script (here
+            # it runs as __mp_main__, which no import finds by that name).
+            "main": _loading._main_info if _loading.in_worker else describe_main(),
+            "name": self._name, "flavor": self._flavor,
             "output": _forwarding.channel() if forward else None,
             "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
         })
