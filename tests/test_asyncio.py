@@ -337,6 +337,50 @@ def test_amap_ordered_async_generator(pool, kind):
     assert run_with(kind, main) == [i * i for i in range(60)]
 
 
+@pytest.mark.parametrize("ordered", [True, False])
+def test_amap_yields_results_while_an_async_source_idles(pool, kind, ordered):
+    """A source that yields a few items and then waits (a socket with no
+    new message): their results come while it waits."""
+    async def main():
+        more = asyncio.Event()
+
+        async def source():
+            for i in range(3):
+                yield i
+            await more.wait()   # only the consumer ends this wait
+            yield 3
+
+        got = []
+        async for r in pool.amap(ha.square, source(), ordered=ordered):
+            got.append(r)
+            if len(got) == 3:
+                more.set()
+        return got
+
+    got = run_with(kind, main)
+    assert (got if ordered else sorted(got)) == [0, 1, 4, 9]
+
+
+def test_amap_leaving_early_while_the_source_waits(pool, kind):
+    async def main():
+        closed = asyncio.Event()
+
+        async def source():
+            try:
+                yield 1
+                await asyncio.Event().wait()   # forever
+            finally:
+                closed.set()
+
+        async for r in pool.amap(ha.square, source()):
+            assert r == 1
+            break
+        await asyncio.wait_for(closed.wait(), 30)
+        return await pool.run(ha.square, 5)
+
+    assert run_with(kind, main) == 25
+
+
 def test_amap_empty_iterables(pool):
     async def empty():
         return

@@ -25,8 +25,8 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-def _set_done(future: asyncio.Future[None]) -> None:
-    if not future.done():
+def _set_done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
         future.set_result(None)
 
 
@@ -146,10 +146,14 @@ class AsyncPoolMethods:
         """``fn(item)`` for each item, as an async iterator of results.
 
         Accepts sync and async iterables and pulls at most ``window`` items
-        ahead of the results consumed (default: 4 per worker).  With
+        ahead of the results consumed (default: 4 per worker).  An async
+        iterable is read by a task of its own, each item queued as it
+        comes: results are yielded while the source waits for more.  With
         ``ordered=False`` results come in completion order.  An exception
-        from ``fn`` is raised when its result is reached; leaving the loop
-        early cancels the tasks not yet started.
+        from ``fn`` is raised when its result is reached, one from the
+        source once the results of the items before it are yielded;
+        leaving the loop early cancels the tasks not yet started (and
+        stops reading an async source).
         """
         if window is None:
             window = 4 * self._workers
@@ -161,42 +165,64 @@ class AsyncPoolMethods:
         fn_id, prefix = self._target(fn)
         loop = asyncio.get_running_loop()
         completions = _core.Completions(eventfd=True)
-        waiter: list[asyncio.Future[None] | None] = [None]
+        core = self._core
+        waiter: list[asyncio.Future[None] | None] = [None]   # the consumer sleeps on it
+        room: list[asyncio.Future[None] | None] = [None]     # the reader sleeps on it
         arrived: dict[int, tuple[bool, Any]] = {}
+        submitted = consumed = 0
+        exhausted = False
+        failure: list[BaseException] = []   # what ended the reading of an async source
 
         def wake() -> None:
             # drain (which also clears the eventfd) so the loop never spins
             for index, ok, value in completions.drain():
                 arrived[index] = (ok, value)
-            w = waiter[0]
-            if w is not None and not w.done():
-                w.set_result(None)
+            _set_done(waiter[0])
 
+        async def read(source: Any) -> None:
+            """Queue each item of an async source as it comes, while fewer
+            than `window` are ahead of the consumer."""
+            nonlocal submitted, exhausted
+            try:
+                while True:
+                    while submitted - consumed >= window:
+                        waiting = room[0] = loop.create_future()
+                        await waiting
+                    try:
+                        item = await anext(source)
+                    except StopAsyncIteration:
+                        return
+                    core.submit_many(fn_id, [prefix + (item,) if prefix else (item,)],
+                                     completions, submitted)
+                    submitted += 1
+            except Exception as exc:   # raised to the consumer at its place
+                failure.append(exc)
+            finally:
+                exhausted = True
+                _set_done(waiter[0])
+
+        reader: asyncio.Task[None] | None = None
+        source: Any = None
         if isinstance(iterable, AsyncIterable):
-            source: Any = aiter(iterable)
-            is_async = True
+            reader = loop.create_task(read(aiter(iterable)))
         else:
             source = iter(iterable)
-            is_async = False
 
         loop.add_reader(completions.fileno(), wake)
-        submitted = consumed = 0
-        exhausted = False
         try:
             while True:
-                batch: list[tuple[Any, ...]] = []
-                while not exhausted and submitted + len(batch) - consumed < window:
-                    try:
-                        item = await anext(source) if is_async else next(source)
-                    except (StopIteration, StopAsyncIteration):
-                        exhausted = True
-                        break
-                    batch.append(prefix + (item,) if prefix else (item,))
-                if batch:
-                    self._core.submit_many(fn_id, batch, completions, submitted)
-                    submitted += len(batch)
-                if consumed == submitted and exhausted:
-                    return
+                if source is not None:
+                    batch: list[tuple[Any, ...]] = []
+                    while not exhausted and submitted + len(batch) - consumed < window:
+                        try:
+                            item = next(source)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        batch.append(prefix + (item,) if prefix else (item,))
+                    if batch:
+                        core.submit_many(fn_id, batch, completions, submitted)
+                        submitted += len(batch)
                 for index, ok, value in completions.drain():
                     arrived[index] = (ok, value)
                 if ordered:
@@ -207,19 +233,26 @@ class AsyncPoolMethods:
                     ready = list(arrived.values())
                     arrived.clear()
                 if not ready:
+                    if exhausted and consumed == submitted:
+                        if failure:
+                            raise failure[0]
+                        return
                     waiting = waiter[0] = loop.create_future()
                     await waiting
                     waiter[0] = None
                     continue
                 for ok, value in ready:
                     consumed += 1
+                    _set_done(room[0])
                     if not ok:
                         raise value
                     yield value
         finally:
             loop.remove_reader(completions.fileno())
+            if reader is not None and not reader.done():
+                reader.cancel()   # stops reading the source (at its current await)
             if consumed < submitted:
-                self._core.cancel_queued(completions, True)  # and stop the running ones
+                core.cancel_queued(completions, True)  # and stop the running ones
 
     @overload
     def as_completed(self, items: Iterable[Awaitable[T]]) -> AsyncGenerator[asyncio.Future[T], None]: ...
