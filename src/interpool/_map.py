@@ -72,11 +72,10 @@ class MapRun:
 
     def watch(self, results: Iterator[Any]) -> None:
         """Free the results on arrival once `results` (the iterator handed
-        to the caller) is gone."""
-        self._watch = weakref.ref(results, self._consumer_gone)
-
-    def _consumer_gone(self, _ref: object) -> None:
-        self.completions.detach()
+        to the caller) is gone.  (The callback refers to the completions
+        only: no cycle through this object.)"""
+        completions = self.completions
+        self._watch = weakref.ref(results, lambda _ref: completions.detach())
 
     def more(self) -> bool:
         """Are results still due to the consumer?"""
@@ -202,6 +201,12 @@ class MapRun:
                 break
         self._fail_at(self.submitted, exc)
 
+    def fail(self, exc: BaseException) -> None:
+        """End the feeding with `exc`, raised where the next item would be."""
+        with self.lock:
+            self.items = None
+            self._fail_at(self.submitted, exc)
+
     def _fail_at(self, index: int, exc: BaseException) -> None:
         self.error = (index, exc)
         self.completions.close()   # a consumer waiting with nothing in flight wakes
@@ -263,7 +268,14 @@ class MapFeeder:
             completions.wait(None)
             for token, _ok, _value in completions.drain():
                 run = self.runs.get(token)
-                if run is not None and not run.refill(marker_back=True):
+                if run is None:
+                    continue   # stopped, flushed or dropped meanwhile
+                try:
+                    more = run.refill(marker_back=True)
+                except BaseException as exc:   # (SystemExit from encoding): that map ends there
+                    run.fail(exc)
+                    more = False
+                if not more:
                     self.discard(run)
 
     def wait_fed(self) -> None:

@@ -73,9 +73,11 @@ class _State:
         thread exits once every result is in.  The input maps have not
         queued yet is queued first (or dropped with `cancel`).  The exit
         hook and shutdown(wait=True) wait for the workers."""
-        if self.feeder is not None:
-            self.feeder.finish(cancel)
-        self.core.stop(cancel, cancel_running, interrupt)
+        try:
+            if self.feeder is not None:
+                self.feeder.finish(cancel)
+        finally:   # (even after a Ctrl-C while the input was encoded)
+            self.core.stop(cancel, cancel_running, interrupt)
         completions = self.completions
         if completions is not None:
             completions.close(resolve_later=not exiting)
@@ -303,12 +305,18 @@ class Pool(AsyncPoolMethods):
     def _thread_completions(self) -> ThreadCompletions:
         completions = self._state.completions
         if completions is None:
-            with self._lock:
-                self._check_open()
-                if self._state.completions is None:
-                    self._state.completions = ThreadCompletions(self._name)
-                completions = self._state.completions
+            completions = self._state_part("completions", lambda: ThreadCompletions(self._name))
         return completions
+
+    def _state_part(self, name: str, make: Callable[[], T]) -> T:
+        """_State's `name`, made by `make` the first time (a pool still open)."""
+        with self._lock:
+            self._check_open()
+            part = getattr(self._state, name)
+            if part is None:
+                part = make()
+                setattr(self._state, name, part)
+            return part
 
     # ------------------------------------------------------------ Executor API
 
@@ -475,11 +483,9 @@ class Pool(AsyncPoolMethods):
     def _map_feeder(self) -> MapFeeder:
         feeder = self._state.feeder
         if feeder is None:
-            with self._lock:
-                self._check_open()
-                if self._state.feeder is None:
-                    self._state.feeder = MapFeeder(self._core, self._register(int), self._name)
-                feeder = self._state.feeder
+            # Its marker task is int(): the cheapest call a worker can make.
+            marker_id = self._register(int)
+            feeder = self._state_part("feeder", lambda: MapFeeder(self._core, marker_id, self._name))
         return feeder
 
     def _results(self, run: MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:
