@@ -38,6 +38,7 @@ import asyncio
 import gc
 import os
 import sys
+import threading
 import time
 
 import interpool
@@ -182,6 +183,34 @@ def scenarios(pool: interpool.Pool, coro_pool: interpool.Pool, loop: asyncio.Abs
         for f in futures:
             if not f.cancelled():
                 f.result()
+
+    def map_fed_by_the_pool():
+        # Past the first window: the feeder thread and its marker tasks.
+        assert sum(pool.map(identity, range(3000))) == sum(range(3000))
+
+    def done_callbacks():
+        done = threading.Event()
+        seen = []
+
+        def callback(f):
+            seen.append(f.result())
+            if len(seen) == 50:
+                done.set()
+
+        for i in range(50):
+            pool.submit(identity, i).add_done_callback(callback)
+        assert done.wait(60)
+
+    def asyncio_amap_async_source():
+        async def source():
+            for i in range(50):
+                await asyncio.sleep(0)
+                yield i
+
+        async def main():
+            return [x async for x in pool.amap(identity, source())]
+
+        assert loop.run_until_complete(main()) == list(range(50))
 
     return [v for k, v in locals().items() if callable(v) and not k.startswith("_")]
 

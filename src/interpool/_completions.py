@@ -18,6 +18,7 @@ import collections
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from . import _core
@@ -85,7 +86,7 @@ class ThreadCompletions:
         self._callbacks_due = threading.Condition(threading.Lock())
         self.callback_thread: threading.Thread | None = None
 
-    def _start(self, target: object, kind: str) -> threading.Thread | None:
+    def _start(self, target: Callable[[], object], kind: str) -> threading.Thread | None:
         # Not a daemon: CPython forbids daemon threads in isolated
         # subinterpreters, and the exit hook closes the completions first.
         thread = threading.Thread(target=target, name=f"{self._name}-{kind}")
@@ -176,7 +177,7 @@ class ThreadCompletions:
                     self._callbacks_due.wait()
                 future = due.popleft()
             try:
-                Future._invoke_callbacks(future)   # logs what a callback raises
+                Future._invoke_callbacks(future)  # type: ignore[attr-defined]  # logs errors
             except BaseException:   # SystemExit from a done-callback: keep going
                 _LOGGER.exception("exception calling callback for %r", future)
             del future   # not kept (nor its result) while the thread waits
@@ -187,7 +188,7 @@ class ThreadCompletions:
                 if not self._callbacks:
                     return
                 future = self._callbacks.popleft()
-            Future._invoke_callbacks(future)
+            Future._invoke_callbacks(future)  # type: ignore[attr-defined]
 
     def wake_callbacks(self) -> None:
         """Let an idle callback thread see that nothing more will come."""

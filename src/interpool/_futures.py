@@ -27,13 +27,14 @@ def cancel_future(future: Future[Any]) -> None:
         future.set_running_or_notify_cancel()
 
 
-class _Waiters(list):
+class _Waiters(list[Any]):
     """A future's waiter list (concurrent.futures.wait and as_completed
     append to it): the first waiter starts the resolver thread.  It refers
     to the future's completions, not to the future: no reference cycle
     keeps a dropped future (and its result) alive until the cyclic GC."""
 
     __slots__ = ("completions",)
+    completions: Any   # the ThreadCompletions
 
     def append(self, waiter: Any) -> None:
         super().append(waiter)
@@ -62,11 +63,11 @@ class TaskFuture(Future):
     def _invoke_callbacks(self) -> None:
         # Set by a batch of results: the callbacks run on the callback
         # thread, once the batch is done, with no lock of interpool held.
-        if self._done_callbacks:
+        if self._done_callbacks:  # type: ignore[attr-defined]  # (concurrent.futures')
             if self._completions.resolving_here():
                 self._completions.call_soon(self)
             else:
-                Future._invoke_callbacks(self)
+                Future._invoke_callbacks(self)  # type: ignore[attr-defined]
 
     def _take(self, timeout: float | None) -> float | None:
         """Wait (GIL released) for this task to finish and resolve it in this

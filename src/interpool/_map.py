@@ -120,7 +120,10 @@ class MapRun:
         half of the batch after a marker; True if input is left (a marker
         is then out).  `marker_back`: the last marker was taken, so was
         everything before it.  An item that cannot travel (or a pool that
-        refuses) ends the feeding there; on the `first` call it raises."""
+        refuses) ends the feeding there, or raises if the `first` call has
+        queued nothing yet (then nothing runs)."""
+        feeder = self.feeder
+        assert feeder is not None
         with self.lock:
             items = self.items
             if items is None:
@@ -136,6 +139,8 @@ class MapRun:
                 else:
                     room = min(room, int((self.window_bytes - queued * self.item_bytes)
                                          // self.item_bytes))
+                    # Large items: still two per worker, so none waits for the feeder.
+                    room = max(room, 2 * feeder.workers - queued)
                 start = self.submitted
                 end = min(total, start + max(1, room))
                 # The marker goes where half of what will be queued is behind it.
@@ -145,8 +150,7 @@ class MapRun:
                     if known and end < total:
                         self._submit(items[start:split])
                         self.marker_at = split
-                        assert self.feeder is not None
-                        self.feeder.place_marker(self)
+                        feeder.place_marker(self)
                         self._submit(items[split:end])
                     else:
                         self._submit(items[start:end])
@@ -216,10 +220,11 @@ class MapFeeder:
     """A pool's feeder: one thread, started when a map has more input than
     its first window, that queues the rest as the workers take tasks."""
 
-    def __init__(self, core: Any, marker_id: int, name: str) -> None:
+    def __init__(self, core: Any, marker_id: int, name: str, workers: int) -> None:
         self.core = core
         self.marker_id = marker_id
         self.name = name
+        self.workers = workers
         self.completions = _core.Completions()   # where the markers come back
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)   # no map has input left

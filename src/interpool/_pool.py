@@ -312,7 +312,7 @@ class Pool(AsyncPoolMethods):
         """_State's `name`, made by `make` the first time (a pool still open)."""
         with self._lock:
             self._check_open()
-            part = getattr(self._state, name)
+            part: T | None = getattr(self._state, name)
             if part is None:
                 part = make()
                 setattr(self._state, name, part)
@@ -485,7 +485,8 @@ class Pool(AsyncPoolMethods):
         if feeder is None:
             # Its marker task is int(): the cheapest call a worker can make.
             marker_id = self._register(int)
-            feeder = self._state_part("feeder", lambda: MapFeeder(self._core, marker_id, self._name))
+            feeder = self._state_part(
+                "feeder", lambda: MapFeeder(self._core, marker_id, self._name, self._workers))
         return feeder
 
     def _results(self, run: MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:

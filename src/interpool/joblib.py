@@ -108,7 +108,7 @@ class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase):
     ``initargs``, ...).
     """
 
-    # Results reach joblib through future callbacks (on interpool's resolver
+    # Results reach joblib through future callbacks (on the pool's callback
     # thread): that is what generators, unordered results and timeouts need.
     supports_retrieve_callback = True
     # Tasks run in other interpreters: no shared memory with the caller, so
