@@ -23,10 +23,12 @@ typedef struct {
     PyObject *on_cancelled;   /* callable(owner) for tasks dropped at shutdown */
     PyObject *owner_done;     /* callable(owner) -> bool, or NULL: owner.done() */
     /* The batch resolve() works through, kept here rather than on its C
-     * stack: a done-callback (or a decoding hook) that waits for another
-     * future of the same batch resolves it by calling resolve() again,
-     * which goes on with this batch where the outer call left it (and
-     * finishes it before returning). */
+     * stack: a decoding hook (or an owner's code that runs when it is set;
+     * interpool's sync futures run their done-callbacks later, on their
+     * pool's callback thread) that waits for another future of the same
+     * batch resolves it by calling resolve() again, which goes on with
+     * this batch where the outer call left it (and finishes it before
+     * returning). */
     ip_done *rest;            /* taken, not decoded yet */
     resolve_slot *chunk;      /* RESOLVE_CHUNK slots, made by the first resolve() */
     int chunk_n, chunk_next;  /* decoded: [chunk_next, chunk_n) to resolve */
@@ -349,8 +351,8 @@ PyDoc_STRVAR(resolve_doc,
 "resolve($self, /)\n--\n\n"
 "Resolve the futures of every finished task (non-blocking); return how many.\n"
 "Owners already done (cancelled by their awaiter) are skipped.  A\n"
-"KeyboardInterrupt (or SystemExit) out of a done-callback is raised once\n"
-"every future of the batch is resolved.");
+"KeyboardInterrupt (or SystemExit) out of a decoding hook or an owner's\n"
+"code is raised once every future of the batch is resolved.");
 
 static PyObject *
 completions_resolve(PyObject *op, PyObject *Py_UNUSED(ignored))
