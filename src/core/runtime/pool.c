@@ -40,6 +40,7 @@ ip_pool_new(int nworkers, const struct ip_worker_ops *ops, ip_owner *owner)
     p->ops = ops;
     p->concurrency = 1;
     p->loop_factory = -1;
+    ip_history_init(&p->idle_history);
     ip_owner_incref(owner);
     p->owner = owner;
     pthread_mutex_lock(&live_mu);
@@ -176,9 +177,10 @@ wake_loops_locked(ip_pool *p, int all)
     }
 }
 
-/* Append tasks (linked through ->next, already QUEUED); mu held. */
-static void
-append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
+/* Append tasks (linked through ->next, already QUEUED); mu held.  Returns
+ * how many sleeping workers to wake once mu is released (*all: every one). */
+static Py_ssize_t
+append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n, int *all)
 {
     IP_ASSERT_LOCKED(&p->mu);
     first->prev = p->tail;
@@ -191,20 +193,22 @@ append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
     p->tail = last;
     last->next = NULL;
     p->nqueued += n;
+    atomic_store_explicit(&p->last_enqueue_ns, ip_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&p->has_work, 1, memory_order_release);
     if (p->concurrency > 1) {
         wake_loops_locked(p, 0);
     }
-    if (p->sleepers > 0) {
-        if (n >= p->sleepers) {
-            pthread_cond_broadcast(&p->work);
-        }
-        else {
-            for (Py_ssize_t i = 0; i < n; i++) {
-                pthread_cond_signal(&p->work);
-            }
-        }
+    /* A spinning worker takes a task without a wake-up (or finds it under
+     * mu when its spin ends): wake sleepers only for what spinners leave. */
+    Py_ssize_t wake = p->nqueued - atomic_load(&p->spinning);
+    if (wake > n) {
+        wake = n;
     }
+    if (wake > p->sleepers) {
+        wake = p->sleepers;
+    }
+    *all = wake > 0 && wake == p->sleepers;
+    return wake > 0 ? wake : 0;
 }
 
 static void
@@ -358,12 +362,24 @@ deliver_dropped(ip_task *t, int status, const ip_buf *msg)
 int
 ip_pool_enqueue(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
 {
+    Py_ssize_t wake = 0;
+    int all = 0;
     pthread_mutex_lock(&p->mu);
     int rc = p->broken ? IP_ERR_BROKEN : p->stopping ? IP_ERR_STOPPED : IP_OK;
     if (rc == IP_OK) {
-        append_locked(p, first, last, n);
+        wake = append_locked(p, first, last, n, &all);
     }
     pthread_mutex_unlock(&p->mu);
+    /* After unlocking, so a woken worker does not block on mu at once (the
+     * caller's reference keeps p alive). */
+    if (all) {
+        pthread_cond_broadcast(&p->work);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < wake; i++) {
+            pthread_cond_signal(&p->work);
+        }
+    }
     return rc;
 }
 
@@ -488,14 +504,32 @@ ip_pool_next_task(ip_pool *p, int index, unsigned *wake_seen, int *why)
         return t;
     }
     Py_BEGIN_ALLOW_THREADS
-    (void)ip_spin_while_zero(&p->has_work);
+    /* Idle: spin for the next task only where it pays (a spare core, and
+     * tasks have come soon after a worker went idle), else sleep at once. */
+    int64_t start = ip_now_ns();
+    int spin = ip_spin_pays(&p->idle_history);
+    if (spin) {
+        atomic_fetch_add(&p->spinning, 1);
+        (void)ip_spin_while_zero(&p->has_work);
+        atomic_fetch_sub(&p->spinning, 1);
+    }
     idle_arg arg = {p, slot, *wake_seen};
     ip_deadline never = {.forever = 1};
     pthread_mutex_lock(&p->mu);
-    p->sleepers++;
-    (void)ip_wait(&p->mu, &p->work, idle_wakes, &arg, &never, NULL);
-    p->sleepers--;
+    p->idle_spins += spin;
+    if (!idle_wakes(&arg)) {
+        p->idle_sleeps++;
+        p->sleepers++;
+        atomic_fetch_sub(&ip_busy_workers, 1);   /* asleep: its core is spare */
+        (void)ip_wait(&p->mu, &p->work, idle_wakes, &arg, &never, NULL);
+        atomic_fetch_add(&ip_busy_workers, 1);
+        p->sleepers--;
+    }
     t = pop_locked(p, slot);
+    if (t != NULL) {
+        ip_history_add(&p->idle_history, start,
+                       atomic_load_explicit(&p->last_enqueue_ns, memory_order_relaxed));
+    }
     *why = t ? IP_NEXT_UPKEEP : why_none_locked(p, slot);
     *wake_seen = p->wake_seq;
     pthread_mutex_unlock(&p->mu);

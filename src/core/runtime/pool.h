@@ -45,7 +45,11 @@ typedef struct ip_pool {
     Py_ssize_t nqueued;
     ip_task *running;           /* tasks workers took (one reference each); finished
                                  * ones leave lazily (ip_pool_task_done) */
-    int sleepers;
+    int sleepers;               /* workers asleep waiting for a task */
+    atomic_int spinning;        /* workers spinning for a task: they need no wake-up */
+    atomic_llong last_enqueue_ns;   /* when tasks were last queued */
+    ip_wait_history idle_history;   /* how long idle workers waited for a task */
+    long idle_spins, idle_sleeps;   /* idle workers that spun / slept (mu) */
     unsigned wake_seq;          /* bumped by ip_pool_wake(): idle workers do upkeep */
     int stopping;               /* no new tasks; workers exit when the queue is empty */
     int cancel_running;         /* stopping also cancels running coroutines */
