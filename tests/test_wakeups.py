@@ -176,3 +176,17 @@ def test_gathered_awaits_wake_the_loop_per_batch_under_load():
 
     woken = asyncio.run(main())
     assert woken < count / 3, f"the loop was woken {woken} times for {count} results"
+
+
+def test_lock_stats_count_every_take():
+    # The benchmarks' view of the task queue's mutex: timed only when asked.
+    with interpool.Pool(2) as pool:
+        pool.wait_ready()
+        _core._lock_stats(True)
+        assert list(pool.map(identity, range(100))) == list(range(100))
+        stats = _core._lock_stats(False)
+        assert stats["takes"] >= 100 and stats["enqueues"] >= 1
+        assert stats["take_ns"] > 0 and stats["enqueue_ns"] > 0
+        list(pool.map(identity, range(100)))
+        later = _core._lock_stats(False)   # off: only takes under way then were counted
+        assert later["takes"] - stats["takes"] <= 2

@@ -850,6 +850,27 @@ wait_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
                          ip_ncpus);
 }
 
+PyDoc_STRVAR(lock_stats_doc,
+"_lock_stats($module, on, /)\n--\n\n"
+"Benchmarks: time the task queue's mutex from now on (True: the totals\n"
+"start at zero) or no longer (False); return the totals so far: ns held\n"
+"by enqueues and takes, how many of each, ns waited for it and how many\n"
+"acquisitions found it held.");
+
+static PyObject *
+lock_stats(PyObject *Py_UNUSED(module), PyObject *on)
+{
+    int value = PyObject_IsTrue(on);
+    if (value < 0) {
+        return NULL;
+    }
+    ip_lock_stats s;
+    ip_pool_lock_timing(value, &s);
+    return Py_BuildValue("{sLsLsLsLsLsL}", "enqueue_ns", s.enqueue_ns, "enqueues", s.enqueues,
+                         "take_ns", s.take_ns, "takes", s.takes, "wait_ns", s.wait_ns,
+                         "contended", s.contended);
+}
+
 PyDoc_STRVAR(join_all_doc,
 "join_all_workers($module, timeout=None, /)\n--\n\n"
 "Wait until every worker thread of every pool this interpreter created has\n"
@@ -898,6 +919,7 @@ static PyMethodDef pool_functions[] = {
     {"stop_all_pools", (PyCFunction)(void (*)(void))stop_all_pools, METH_FASTCALL, stop_all_doc},
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
     {"wait_counts", wait_counts, METH_NOARGS, wait_counts_doc},
+    {"_lock_stats", lock_stats, METH_O, lock_stats_doc},
     {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,
      join_all_doc},
     {NULL, NULL, 0, NULL},

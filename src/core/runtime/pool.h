@@ -77,6 +77,16 @@ typedef struct ip_pool {
     uint32_t nfns, capfns;
 } ip_pool;
 
+/* Benchmarks: how long enqueues and takes hold the queue mutex, and how
+ * long they waited for it (ns, and how many), over every pool. */
+typedef struct ip_lock_stats {
+    long long enqueue_ns, enqueues, take_ns, takes, wait_ns;
+    long long contended;        /* acquisitions that found it held */
+} ip_lock_stats;
+/* Time from now on (on: the totals start at zero) or no longer; *out gets
+ * the totals so far. */
+void ip_pool_lock_timing(int on, ip_lock_stats *out);
+
 /* Process-wide counts (leak checks). */
 extern atomic_long ip_live_pools;
 extern atomic_long ip_live_workers;
