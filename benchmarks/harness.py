@@ -549,6 +549,16 @@ async def bounded_gather(calls, window: int) -> list:
     return await asyncio.gather(*(one(c) for c in calls))
 
 
+def check_total(expected: int, what: str = "loops"):
+    """A check that the results add up to `expected`."""
+    def check(result) -> None:
+        got = sum(result)
+        if got != expected:
+            raise Failed(f"wrong answer: {got} {what}, expected {expected}")
+
+    return check
+
+
 def check_sum(n: int):
     expected = n * (n - 1) // 2
 

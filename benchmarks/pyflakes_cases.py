@@ -17,9 +17,9 @@ from harness import Failed, StdlibIPE, on_loop, atimed, timed
 
 
 def wl_pyflakes(b) -> None:
-    try:
-        import pyflakes  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("pyflakes") is None:
         b.event("skip", "pyflakes", "pyflakes is not installed (Debian's python3-pyflakes)",
                 "pyflakes")
         return

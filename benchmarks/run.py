@@ -97,6 +97,7 @@ from harness import (  # noqa: E402
     anyio_cleanup,
     atimed,
     check_sum,
+    check_total,
     cpu_count,
     load_anyio,
     loadavg,
@@ -520,10 +521,7 @@ def wl_grid(b: Bench) -> None:
 
     t.derived = [("speedup vs sequential", speedup), (f"efficiency ({w} workers)", efficiency)]
 
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+    check = check_total(expected)
 
     def sequential(info):
         while True:

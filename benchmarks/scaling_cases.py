@@ -22,7 +22,7 @@ from itertools import repeat
 import seed_grid
 import workloads as W
 from bench_report import Metric, Row, Table, fmt_ratio
-from harness import Failed, StdlibIPE, timed
+from harness import StdlibIPE, check_total, timed
 
 
 def default_sweep(cpus: int) -> list[int]:
@@ -57,10 +57,7 @@ def wl_scaling(b) -> None:
 
     t.derived = [(f"speed-up, {w}", speedup(w)) for w in sweep]
 
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+    check = check_total(expected)
 
     def sequential(info):
         while True:

@@ -22,7 +22,7 @@ from itertools import repeat
 
 import workloads as W
 from bench_report import Metric, Row, Table, fmt_ratio
-from harness import Failed, atimed, on_loop, timed
+from harness import atimed, check_total, on_loop, timed
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run.py")
 
@@ -83,10 +83,7 @@ def seed_table(b) -> None:
     t.derived = [("speedup vs sequential", speedup("sequential")),
                  ("vs sequential, fresh process", speedup("sequential.fresh"))]
 
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+    check = check_total(expected)
 
     def seconds(dt: float) -> dict:
         return {"time": dt}

@@ -340,7 +340,7 @@ drain_output(ip_state *st, ip_done *batch, PyObject **stop)
      * thread says it is writing before it takes an item, so an item it
      * took but has not written yet is waited for. */
     if (batch != NULL && st->drain_output &&
-        (atomic_load(&st->output_writing) || st->output_queue == NULL ||
+        (st->output_writing || st->output_queue == NULL ||
          ip_queue_size(st->output_queue) > 0)) {
         PyObject *r = ip_hook_call(st, IP_HOOK_DRAIN_OUTPUT, NULL, 0);
         if (r == NULL && !keep_stop(stop)) {

@@ -86,12 +86,7 @@ PyDoc_STRVAR(output_writing_doc,
 static PyObject *
 output_writing(PyObject *module, PyObject *on)
 {
-    int value = PyObject_IsTrue(on);
-    if (value < 0) {
-        return NULL;
-    }
-    atomic_store(&ip_state_of_module(module)->output_writing, value);
-    Py_RETURN_NONE;
+    return set_flag(&ip_state_of_module(module)->output_writing, on);
 }
 
 static PyMethodDef ip_methods[] = {

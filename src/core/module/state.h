@@ -66,7 +66,8 @@ typedef struct ip_state {
     int output_pending;             /* worker: forwarded output waits for the end of a line */
     int drain_output;               /* caller: workers forward output here (drain before resolving) */
     PyObject *output_queue;         /* caller: the Queue they forward it on (or NULL) */
-    atomic_int output_writing;      /* caller: the writer thread may hold an item it took */
+    int output_writing;             /* caller: the writer thread may hold an item it took
+                                     * (set and read under this interpreter's GIL) */
 } ip_state;
 
 /* ----------------------------------------------------------------- state.c */
