@@ -117,14 +117,20 @@ def test_result_of_a_task_cancelled_elsewhere_returns():
 
 def test_no_spare_core_no_spinning():
     # As many workers as CPUs, all busy: a caller waiting for a result
-    # sleeps at once (spinning would take a core from a worker).
+    # sleeps at once (spinning would take a core from a worker).  Counted
+    # while every worker has queued work: from the first result to the
+    # last round.
     n = cpus()
+    count = 20 * n
     with interpool.Pool(n) as pool:
         pool.wait_ready()
+        results = pool.map(sleep_then_return, [0.002] * count, range(count))
+        got = [next(results)]
         before = _core.wait_counts()
-        results = list(pool.map(sleep_then_return, [0.002] * (20 * n), range(20 * n)))
+        got += [next(results) for _ in range(count - 2 * n)]
         after = _core.wait_counts()
-    assert results == list(range(20 * n))
+        got += list(results)
+    assert got == list(range(count))
     assert after["sleeps"] > before["sleeps"]
     assert after["spins"] == before["spins"], after
 
