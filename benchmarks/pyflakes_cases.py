@@ -98,7 +98,7 @@ def wl_pyflakes(b) -> None:
                 if chunked:
                     cs = b.best_chunksize(lambda c: list(ex.map(W.flake_count, texts, paths,
                                                                 chunksize=c)),
-                                          (1, 4) if b.quick else (1, 2, 4, 8, 16), info)
+                                          (1, 4) if b.quick else (1, 4, 16), info)
                     info["label"] = f"ProcessPoolExecutor.map (best chunksize={cs})"
                 while True:
                     yield {"time": timed(
