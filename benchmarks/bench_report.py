@@ -46,6 +46,7 @@ class Table:
     note: str = ""
     rows: list[Row] = field(default_factory=list)
     baseline: str | None = "stdlib-ipe"   # default ratio baseline (a row key)
+    baseline_title: str = "vs stdlib IPE"  # its column's title
     # Extra columns computed from the medians: (title, fn(table, row) -> str)
     derived: list[tuple[str, Callable[[Table, Row], str]]] = field(default_factory=list)
 
@@ -161,7 +162,7 @@ def table_cells(table: Table) -> tuple[list[str], list[list[str]]]:
     for title, _ in table.derived:
         header.append(title)
     if table.baseline is not None:
-        header.append("vs stdlib IPE")
+        header.append(table.baseline_title)
     body = []
     for row in table.rows:
         cells = [row.label]
@@ -466,6 +467,63 @@ def write_chart(path: str, tables: list[Table], machine: dict, workers: int) -> 
             ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center",
                     transform=ax.transAxes, color="grey")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def write_scaling_chart(path: str, tables: list[Table], machine: dict,
+                        sweep: list[int]) -> str | None:
+    """The seed's chart: time and speed-up against the number of workers,
+    with the ideal line.  None on success, or why it was skipped."""
+    t = next((x for x in tables if x.workload == "scaling"), None)
+    if t is None:
+        return "the scaling workload did not run"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception as exc:  # pragma: no cover - matplotlib is installed in CI
+        return f"matplotlib unavailable: {exc}"
+    seq = t.row("sequential")
+    base = seq.median("w1") if seq else None
+    fig, (ax_t, ax_s) = plt.subplots(1, 2, figsize=(15, 6))
+    cpus = machine.get("process_cpu_count") or machine.get("cpu_count")
+    fig.suptitle(f"{t.title}\n{machine['cpu_count']} cores ({machine['cpu_model']}), Python "
+                 f"{machine['python_short']}, {machine['date'][:10]}", fontsize=10)
+    styles = ["o-", "s-", "^-", "D-", "v-", "P-", "X-", "*-"]
+    for i, row in enumerate(r for r in t.rows if r.key != "sequential"):
+        xs = [w for w in sweep if row.median(f"w{w}")]
+        ys = [row.median(f"w{w}") for w in xs]
+        if not xs:
+            continue
+        style = dict(color=_color(row.key), label=row.label, markersize=5)
+        ax_t.plot(xs, ys, styles[i % len(styles)], **style)
+        if base:
+            ax_s.plot(xs, [base / y for y in ys], styles[i % len(styles)], **style)
+    if base:
+        ax_t.axhline(base, color=_color("sequential"), linestyle="--", linewidth=0.8,
+                     label="sequential")
+        ideal = [min(w, cpus or w) for w in sweep]
+        ax_s.plot(sweep, ideal, "k--", linewidth=0.8,
+                  label="ideal (speed-up = workers, up to the CPUs)")
+    for ax in (ax_t, ax_s):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sweep)
+        ax.set_xticklabels([str(w) for w in sweep])
+        ax.set_xlabel("workers")
+        ax.grid(alpha=0.3)
+        if cpus:
+            ax.axvline(cpus, color="grey", linestyle=":", linewidth=0.8)
+    ax_t.set_ylabel("time per run (s, lower is better)")
+    ax_t.set_ylim(bottom=0)
+    ax_s.set_ylabel("speed-up over sequential (higher is better)")
+    ax_s.set_ylim(bottom=0)
+    ax_s.set_title(f"dotted: the {cpus} CPUs this process may use", fontsize=8)
+    ax_t.legend(fontsize=7, loc="upper right")
+    ax_s.legend(fontsize=7, loc="upper left")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None

@@ -246,6 +246,7 @@ def on_loop(setup, rep, teardown=None):
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.workers: int = args.workers
+        self.sweep: list[int] = getattr(args, "sweep", None) or [1, args.workers]
         self.repeat: int = args.repeat
         self.quick: bool = args.quick
         self.systems: list[str] | None = args.systems
@@ -386,26 +387,26 @@ class Bench:
 
     # ---- systems
 
-    def warm(self, ex) -> None:
+    def warm(self, ex, workers: int | None = None) -> None:
         """Start every worker of a (lazy) executor and import `workloads` in it."""
-        for f in [ex.submit(W.hold, 0.02) for _ in range(2 * self.workers)]:
+        for f in [ex.submit(W.hold, 0.02) for _ in range(2 * (workers or self.workers))]:
             f.result()
 
     @contextlib.contextmanager
-    def pool(self, **options):
+    def pool(self, workers: int | None = None, **options):
         import interpool
 
-        pool = interpool.Pool(self.workers, **options)
+        pool = interpool.Pool(workers or self.workers, **options)
         try:
             pool.wait_ready()
-            self.warm(pool)
+            self.warm(pool, workers)
             yield pool
         finally:
             pool.shutdown(wait=True)
 
     @contextlib.contextmanager
-    def executor(self, kind: str, initializer=None, initargs=()):
-        n = self.workers
+    def executor(self, kind: str, initializer=None, initargs=(), workers: int | None = None):
+        n = workers or self.workers
         if kind.startswith("interpool"):
             import interpool
 
@@ -419,7 +420,7 @@ class Bench:
         else:
             raise ValueError(kind)
         try:
-            self.warm(ex)
+            self.warm(ex, n)
             yield ex
         finally:
             ex.shutdown(wait=True)
@@ -546,6 +547,16 @@ async def bounded_gather(calls, window: int) -> list:
             return await call()
 
     return await asyncio.gather(*(one(c) for c in calls))
+
+
+def check_total(expected: int, what: str = "loops"):
+    """A check that the results add up to `expected`."""
+    def check(result) -> None:
+        got = sum(result)
+        if got != expected:
+            raise Failed(f"wrong answer: {got} {what}, expected {expected}")
+
+    return check
 
 
 def check_sum(n: int):

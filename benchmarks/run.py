@@ -10,9 +10,11 @@ same number of workers, in one process, and writes
     <out>/results.json   every repetition, machine info, peer versions
     <out>/results.md     the tables in Markdown
     <out>/chart.png      a multi-panel chart
+    <out>/scaling.png    time and speed-up against the number of workers
 
-Usage: tools/python benchmarks/run.py [--quick] [--workers N] [--repeat N]
-           [--workloads tiny,latency,startup,grid,payload,async,coro]
+Usage: tools/python benchmarks/run.py [--quick] [--workers N | N,N,...] [--repeat N]
+           [--workloads tiny,latency,startup,grid,payload,async,coro,control,stream,
+                        scaling,serial,pyflakes]
            [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential,
                       aiointerpreters,aiomultiprocess,pebble,loky]
            [--out DIR] [--timeout SECONDS] [--progress auto|tty|lines|off]
@@ -66,6 +68,9 @@ if HERE not in sys.path:  # workers import `workloads` by name through sys.path
 
 import peer_cases as PC  # noqa: E402
 import control_cases as CC  # noqa: E402
+import pyflakes_cases  # noqa: E402
+import scaling_cases  # noqa: E402
+import serial_cases  # noqa: E402
 import stream_cases as SC  # noqa: E402
 import seed_grid  # noqa: E402
 import workloads as W  # noqa: E402
@@ -80,6 +85,7 @@ from bench_report import (  # noqa: E402
     render_text,
     write_chart,
     write_json,
+    write_scaling_chart,
     write_markdown,
 )
 from harness import (  # noqa: E402
@@ -91,6 +97,7 @@ from harness import (  # noqa: E402
     anyio_cleanup,
     atimed,
     check_sum,
+    check_total,
     cpu_count,
     load_anyio,
     loadavg,
@@ -101,8 +108,10 @@ from harness import (  # noqa: E402
     uss_bytes,
 )
 
-WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream")
-FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential", *PEERS)
+WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream",
+             "scaling", "serial", "pyflakes")
+FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
+            "seed-design", *PEERS)
 
 
 # --------------------------------------------------------------- 1. tiny tasks
@@ -512,10 +521,7 @@ def wl_grid(b: Bench) -> None:
 
     t.derived = [("speedup vs sequential", speedup), (f"efficiency ({w} workers)", efficiency)]
 
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+    check = check_total(expected)
 
     def sequential(info):
         while True:
@@ -947,6 +953,41 @@ def evaluate_targets(b: Bench) -> list[Target]:
             f"{zc / ref:.0f}x ({fmt(zc, 'calls/s')} vs {fmt(ref, 'calls/s')})")
     else:
         add("1 MiB zero-copy >= 50x stdlib IPE", None, 50, "")
+    serial = table("serial", "Serial costs")
+    ref = med(serial, "interpool.map-64", "time")
+    for key, what in (("interpool.map", "Pool.map"), ("interpool.await", "gather"),
+                      ("interpool.submit", "submit/result"), ("interpool.executor", "drop-in")):
+        cpu, wall = med(serial, key, "cpu"), med(serial, key, "time")
+        add(f"caller CPU per 200-µs task via {what} <= 5 µs", cpu, 5,
+            f"{fmt(cpu, 'us')} ({med(serial, key, 'cs') or 0:.2f} switches/task)" if cpu else "",
+            at_most=True)
+        add(f"{what} wall <= 1.05x map(chunksize=64)", wall / ref if wall and ref else None,
+            1.05, f"{wall / ref:.2f}x" if wall and ref else "", at_most=True)
+    seed = table("grid", "The seed's comparison")
+    best_ppe = med(seed, "processes.init", "time")
+    ppe_row = seed.row("processes.init") if seed else None
+    seed_design = med(seed, "seed-design", "time")
+    for key, what in (("interpool.map", "Pool.map"), ("interpool.await", "gather"),
+                      ("interpool.executor", "drop-in")):
+        v = med(seed, key, "time")
+        cs = ppe_row.info.get("chunksize") if ppe_row else None
+        add(f"seed grid per call via {what} >= ProcessPoolExecutor+initializer at its best "
+            "chunksize", best_ppe / v if v and best_ppe else None, 1,
+            f"{best_ppe / v:.2f}x ({fmt(v, 's')} vs {fmt(best_ppe, 's')}, chunksize={cs})"
+            if v and best_ppe else "")
+        add(f"seed grid per call via {what} >= the seed's design (prepare_main)",
+            seed_design / v if v and seed_design else None, 1,
+            f"{seed_design / v:.2f}x ({fmt(v, 's')} vs {fmt(seed_design, 's')})"
+            if v and seed_design else "")
+    flakes = table("pyflakes")
+    ppe = med(flakes, "processes", "time")
+    for key, what in (("interpool.map", "Pool.map"), ("interpool.await", "gather"),
+                      ("interpool.submit", "submit/result"), ("interpool.amap", "amap"),
+                      ("interpool.executor", "drop-in")):
+        v = med(flakes, key, "time")
+        add(f"pyflakes over the stdlib via {what} >= ProcessPoolExecutor at its best chunksize",
+            ppe / v if v and ppe else None, 1,
+            f"{ppe / v:.2f}x ({fmt(v, 's')} vs {fmt(ppe, 's')})" if v and ppe else "")
     coro = table("coro")
     one_loop, in_workers = med(coro, "sequential", "time"), med(coro, "interpool.coro", "time")
     if one_loop and in_workers:
@@ -994,8 +1035,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="interpool benchmark suite")
     p.add_argument("--quick", action="store_true",
                    help="small sizes, 1 repetition: every workload and system, briefly")
-    p.add_argument("--workers", type=int, default=cpu_count(),
-                   help="workers per pool/executor (default: os.process_cpu_count())")
+    p.add_argument("--workers", default=None,
+                   help="workers per pool/executor (default: os.process_cpu_count()); a "
+                        "comma-separated list (e.g. 1,2,4,8,16) is the scaling workload's "
+                        "sweep (default: powers of two up to the CPUs, the CPU count and "
+                        "twice it), the others then use its largest count within the CPUs")
     p.add_argument("--repeat", type=int, default=None,
                    help="repetitions per figure (default 5; 1 with --quick)")
     p.add_argument("--workloads", default=",".join(WORKLOADS),
@@ -1013,8 +1057,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "--quick when stderr is not a terminal)")
     p.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.workers < 1:
+    cpus = cpu_count()
+    try:
+        counts = [int(w) for w in args.workers.split(",")] if args.workers else []
+    except ValueError:
+        p.error("--workers takes a number or a comma-separated list of numbers")
+    if any(w < 1 for w in counts):
         p.error("--workers must be >= 1")
+    if not counts:
+        args.workers, args.sweep = cpus, scaling_cases.default_sweep(cpus)
+    elif len(counts) == 1:
+        args.workers, args.sweep = counts[0], sorted({1, counts[0]})
+    else:
+        args.sweep = sorted(set(counts))
+        args.workers = max([w for w in args.sweep if w <= cpus] or args.sweep[:1])
     if args.repeat is None:
         args.repeat = 1 if args.quick else 5
     if args.repeat < 1:
@@ -1049,6 +1105,7 @@ def main(argv: list[str]) -> int:
         "command": command,
         "argv": argv,
         "workers": b.workers,
+        "sweep": b.sweep,
         "repeat": b.repeat,
         "quick": b.quick,
         "workloads": args.workloads,
@@ -1085,8 +1142,10 @@ def main(argv: list[str]) -> int:
         print(f"  note: load average {busy:.2f} on {os.cpu_count()} cores before starting: "
               "other work is running, parallel figures will be noisy")
     runners = {"tiny": wl_tiny, "latency": wl_latency, "startup": wl_startup,
-               "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro, "control": CC.wl_control,
-               "stream": SC.wl_stream}
+               "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro,
+               "control": CC.wl_control, "stream": SC.wl_stream,
+               "scaling": scaling_cases.wl_scaling, "serial": serial_cases.wl_serial,
+               "pyflakes": pyflakes_cases.wl_pyflakes}
     t_start = time.perf_counter()
     for name in args.workloads:
         print(f"\n[{name}]", flush=True)
@@ -1124,10 +1183,14 @@ def main(argv: list[str]) -> int:
         reason = write_chart(os.path.join(args.out, "chart.png"), b.tables, machine, b.workers)
         if reason:
             print(f"  chart skipped: {reason}")
+        reason = write_scaling_chart(os.path.join(args.out, "scaling.png"), b.tables, machine,
+                                     b.sweep)
+        if reason:
+            print(f"  scaling chart skipped: {reason}")
     except Exception:
         traceback.print_exc(file=sys.stdout)
         status = 1
-    print(f"\nwrote {args.out}/results.json, results.md, chart.png "
+    print(f"\nwrote {args.out}/results.json, results.md, chart.png, scaling.png "
           f"in {config['elapsed_s']:.0f}s")
     if b.interpool_failed:
         print("FAILED: interpool itself failed (see the ERROR lines above)")

@@ -22,7 +22,7 @@ from itertools import repeat
 
 import workloads as W
 from bench_report import Metric, Row, Table, fmt_ratio
-from harness import Failed, atimed, on_loop, timed
+from harness import atimed, check_total, on_loop, timed
 
 RUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "run.py")
 
@@ -39,7 +39,7 @@ def inputs(quick: bool):
 # With --quick (CI), one row per code path, not every front door.
 QUICK = {"sequential", "sequential.fresh", "interpool.map", "interpool.await.share",
          "interpool.amap", "interpool.map.init", "interpool.runner.init", "stdlib-ipe",
-         "stdlib-ipe.init"}
+         "stdlib-ipe.init", "processes.init", "seed-design"}
 
 
 def fresh_sequential(quick: bool) -> dict:
@@ -83,13 +83,12 @@ def seed_table(b) -> None:
     t.derived = [("speedup vs sequential", speedup("sequential")),
                  ("vs sequential, fresh process", speedup("sequential.fresh"))]
 
-    def check(result) -> None:
-        got = sum(result)
-        if got != expected:
-            raise Failed(f"wrong answer: {got} loops, expected {expected}")
+    check = check_total(expected)
 
     def seconds(dt: float) -> dict:
         return {"time": dt}
+
+    a, bb = "(a) per call", "(b) bound once"
 
     # ---- sequential
 
@@ -173,15 +172,28 @@ def seed_table(b) -> None:
         def gen(info):
             options = dict(initializer=W.set_tt_grid, initargs=(tt,)) if bound else {}
             with b.executor(kind, **options) as ex:
-                while True:
+                def run(c):
                     if bound:
-                        run = lambda: list(ex.map(W.guard_loops_tt_bound, *cols))  # noqa: E731
-                    else:
-                        run = lambda: list(ex.map(W.guard_loops_tt, repeat(tt), *cols))  # noqa: E731
-                    yield seconds(timed(run, check))
+                        return list(ex.map(W.guard_loops_tt_bound, *cols, chunksize=c))
+                    return list(ex.map(W.guard_loops_tt, repeat(tt), *cols, chunksize=c))
+                cs = 1
+                if kind == "processes":   # a user tunes it: its best chunksize
+                    cs = b.best_chunksize(run, (1, 16) if b.quick else (1, 4, 16, 64, 256),
+                                          info)
+                    info["label"] = (f"{bb if bound else a}: ProcessPoolExecutor"
+                                     f"{', initializer' if bound else ''}, best chunksize={cs}")
+                while True:
+                    yield seconds(timed(lambda: run(cs), check))
         return gen
 
-    a, bb = "(a) per call", "(b) bound once"
+    def seed_design(info):
+        from seed_executor import SeedExecutor
+
+        with SeedExecutor(b.workers, bound=(tt,)) as ex:
+            list(ex.map(W.guard_loops_tt, *[col[:4 * b.workers] for col in cols]))   # warm
+            while True:
+                yield seconds(timed(lambda: list(ex.map(W.guard_loops_tt, *cols)), check))
+
     case("interpool.map", f"{a}: interpool Pool.map", pool_map("per-call"))
     case("interpool.await", f"{a}: interpool gather(await pool.run)",
            pool_async("await", False))
@@ -192,7 +204,8 @@ def seed_table(b) -> None:
            interpool_runner(False))
     case("stdlib-ipe", f"{a}: stdlib InterpreterPoolExecutor.map", executor("stdlib-ipe", False))
     case("threads", f"{a}: ThreadPoolExecutor.map", executor("threads", False))
-    case("processes", f"{a}: ProcessPoolExecutor.map", executor("processes", False))
+    case("processes", f"{a}: ProcessPoolExecutor.map, best chunksize",
+         executor("processes", False))
 
     base = "stdlib-ipe.init"
     case("interpool.map.share", f"{bb}: interpool Pool.map, pool.share(grid)",
@@ -211,8 +224,10 @@ def seed_table(b) -> None:
            executor("stdlib-ipe", True), baseline=base)
     case("threads.init", f"{bb}: ThreadPoolExecutor, initializer",
            executor("threads", True), baseline=base)
-    case("processes.init", f"{bb}: ProcessPoolExecutor, initializer",
+    case("processes.init", f"{bb}: ProcessPoolExecutor, initializer, best chunksize",
            executor("processes", True), baseline=base)
+    case("seed-design", f"{bb}: the seed's design (interpreters on a queue, prepare_main; "
+         "seed_executor.py)", seed_design, baseline=base)
 
     # ---- the seed: aiointerpreters
 

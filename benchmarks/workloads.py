@@ -430,3 +430,52 @@ def spin(seconds: float = 3600.0) -> float:
     while time.monotonic() < end:
         pass
     return seconds
+
+
+# ---------------------------------------------------------------- pyflakes
+
+
+def stdlib_sources(every: int = 1) -> list[tuple[str, str]]:
+    """(source, path) of the standard library's modules (tests and
+    site-packages left out), largest first; every `every`-th one."""
+    import os
+    import sysconfig
+
+    root = sysconfig.get_path("stdlib")
+    skip = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
+    paths = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in skip)
+        paths += [os.path.join(folder, f) for f in sorted(files) if f.endswith(".py")]
+    sources = []
+    for path in paths[::every]:
+        try:
+            with open(path, encoding="utf-8") as f:
+                sources.append((f.read(), path))
+        except (OSError, UnicodeDecodeError):
+            continue
+    sources.sort(key=lambda s: -len(s[0]))
+    return sources
+
+
+def flake_count(source: str, path: str) -> int:
+    """pyflakes' warnings for one module's source (the report itself is dropped)."""
+    import io
+
+    from pyflakes import api, reporter
+
+    out = io.StringIO()
+    return api.check(source, path, reporter.Reporter(out, out))
+
+
+def flake_count_star(item: tuple[str, str]) -> int:
+    """flake_count(*item): for one-argument front doors (amap)."""
+    return flake_count(*item)
+
+
+def warm_pyflakes(seconds: float) -> int:
+    """Warm-up task: import pyflakes here, then hold the worker a moment
+    (so that each worker of a pool takes one)."""
+    flake_count("import os\n", "warm.py")
+    time.sleep(seconds)
+    return 0

@@ -227,12 +227,23 @@ class LoopCompletions:
         self.core = _core.Completions(eventfd=True)
         self.fd = self.core.fileno()
         self.retiring = False
+        self.timer: asyncio.TimerHandle | None = None
         loop.add_reader(self.fd, self.on_ready)
 
     def on_ready(self) -> None:
-        self.core.resolve()
+        resolved = self.core.resolve()
         if self.retiring and self.core.outstanding == 0:
             self._unwatch()
+        elif resolved and self.timer is None:
+            # Under load, workers may hold this loop's wake-ups for a batch
+            # (Completions.hold): it then looks again when the window ends.
+            window = self.core.hold()
+            if window:
+                self.timer = self.loop.call_later(window, self._window_ended)
+
+    def _window_ended(self) -> None:
+        self.timer = None
+        self.on_ready()
 
     def retire(self) -> None:
         """At shutdown: stop watching once the last result is in."""
@@ -240,6 +251,9 @@ class LoopCompletions:
         self.on_ready()
 
     def _unwatch(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.loop.remove_reader(self.fd)
         self.core.detach()
 

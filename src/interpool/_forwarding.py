@@ -48,7 +48,7 @@ def channel() -> Any:
             thread.start()
             _thread = thread
             _channel = chan
-            _core._set_output_drain(True)
+            _core._set_output_drain(chan)
             import atexit
 
             atexit.register(drain)   # after pools stopped (they stop earlier, in threading's exit)
@@ -67,7 +67,13 @@ def _run(chan: Any) -> None:
                 pass
             finally:
                 chan._remove_waiter(fd)
-        drain()
+        # Said before taking an item: a batch resolved meanwhile waits for
+        # what this thread took (the C core skips the drain hook otherwise).
+        _core._output_writing(True)
+        try:
+            drain()
+        finally:
+            _core._output_writing(False)
 
 
 def drain() -> None:

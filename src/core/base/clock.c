@@ -1,9 +1,17 @@
 #include "base/clock.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 
 long ip_spin_ns = 50000;
+int ip_ncpus = 1;
+atomic_int ip_busy_workers;
+
+/* The latest average wait of any waiter: where a new history starts (a
+ * map's fresh completions, a new pool), so it need not relearn. */
+static atomic_llong recent_wait_ns;
+static _Thread_local ip_wait_counts counts;
 
 /* About a century: far enough to mean "never", small enough for time_t. */
 #define MAX_WAIT_SECONDS 3.0e9
@@ -63,6 +71,52 @@ ip_clock_init(void)
     if (spin != NULL && *spin) {
         ip_spin_ns = atol(spin) * 1000;
     }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+        ip_ncpus = CPU_COUNT(&set);
+    }
+}
+
+ip_wait_counts *
+ip_wait_counts_here(void)
+{
+    return &counts;
+}
+
+void
+ip_history_init(ip_wait_history *h)
+{
+    atomic_init(&h->avg_ns, atomic_load_explicit(&recent_wait_ns, memory_order_relaxed));
+}
+
+void
+ip_history_add(ip_wait_history *h, int64_t start_ns, int64_t arrived_ns)
+{
+    /* Capped: one long wait should not stop spinning for dozens of short
+     * ones after it.  Racy updates only blur the average. */
+    int64_t sample = arrived_ns > start_ns ? arrived_ns - start_ns : 0;
+    int64_t cap = 4 * (int64_t)ip_spin_ns;
+    if (sample > cap) {
+        sample = cap;
+    }
+    int64_t avg = atomic_load_explicit(&h->avg_ns, memory_order_relaxed);
+    avg += (sample - avg) / 4;
+    atomic_store_explicit(&h->avg_ns, avg, memory_order_relaxed);
+    atomic_store_explicit(&recent_wait_ns, avg, memory_order_relaxed);
+}
+
+/* (A spinning worker counts itself, and so leaves a core to its submitter.) */
+int
+ip_spare_core(void)
+{
+    return atomic_load_explicit(&ip_busy_workers, memory_order_relaxed) < ip_ncpus;
+}
+
+int
+ip_spin_pays(const ip_wait_history *h)
+{
+    return ip_spin_ns > 0 && ip_spare_core() &&
+           (h == NULL || atomic_load_explicit(&h->avg_ns, memory_order_relaxed) <= ip_spin_ns);
 }
 
 int
@@ -74,10 +128,12 @@ ip_spin_until(int (*ready)(void *), void *arg)
     if (ip_spin_ns <= 0) {
         return 0;
     }
+    counts.spins++;
     int64_t deadline = ip_now_ns() + ip_spin_ns;
     for (;;) {
         for (int i = 0; i < 64; i++) {
             if (ready(arg)) {
+                counts.spun++;
                 return 1;
             }
 #if defined(__x86_64__) || defined(__i386__)
@@ -86,7 +142,8 @@ ip_spin_until(int (*ready)(void *), void *arg)
             __asm__ __volatile__("yield");
 #endif
         }
-        if (ip_now_ns() >= deadline) {
+        /* A worker that woke meanwhile needs the core more than we do. */
+        if (ip_now_ns() >= deadline || !ip_spare_core()) {
             return 0;
         }
     }

@@ -19,6 +19,7 @@ ip_wait(pthread_mutex_t *mu, pthread_cond_t *cond, int (*ready)(void *), void *a
         const ip_deadline *deadline, const ip_interrupt *intr)
 {
     IP_ASSERT_LOCKED(mu);
+    ip_wait_counts *counts = ip_wait_counts_here();
     for (;;) {
         if (ready(arg)) {
             return IP_OK;
@@ -27,6 +28,7 @@ ip_wait(pthread_mutex_t *mu, pthread_cond_t *cond, int (*ready)(void *), void *a
             return ready(arg) ? IP_OK : IP_ERR_TIMEOUT;
         }
         int rc;
+        counts->sleeps++;
         if (intr != NULL && intr->check != NULL) {
             ip_deadline until;
             slice_end(deadline, intr->slice_ns, &until);

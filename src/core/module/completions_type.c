@@ -338,7 +338,12 @@ gc_resume(int paused)
 static inline void
 drain_output(ip_state *st, ip_done *batch, PyObject **stop)
 {
-    if (batch != NULL && st->drain_output) {
+    /* Nothing to write (the common case): no Python call.  The writer
+     * thread says it is writing before it takes an item, so an item it
+     * took but has not written yet is waited for. */
+    if (batch != NULL && st->drain_output &&
+        (st->output_writing || st->output_queue == NULL ||
+         ip_queue_size(st->output_queue) > 0)) {
         PyObject *r = ip_hook_call(st, IP_HOOK_DRAIN_OUTPUT, NULL, 0);
         if (r == NULL && !keep_stop(stop)) {
             PyErr_WriteUnraisable(st->hooks[IP_HOOK_DRAIN_OUTPUT]);
@@ -532,6 +537,21 @@ completions_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     return PyBool_FromLong(rc == IP_OK);
 }
 
+PyDoc_STRVAR(hold_doc,
+"hold($self, /)\n--\n\n"
+"An event loop consumer (eventfd=True) that has just resolved asks whether\n"
+"workers may hold its wake-ups for a batch: when results come faster than\n"
+"the window and no core is spare, pushes until the window ends write the\n"
+"eventfd only for a full batch or the last result in flight.  Return the\n"
+"window in seconds (the loop must resolve again by then: a timer), or 0.0:\n"
+"every result wakes it.");
+
+static PyObject *
+completions_hold(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble((double)ip_completions_hold(((CompletionsObject *)op)->raw) / 1e9);
+}
+
 PyDoc_STRVAR(close_doc,
 "close($self, /)\n--\n\n"
 "Mark the completions closed and wake every thread sleeping in wait().");
@@ -600,6 +620,7 @@ static PyMethodDef completions_methods[] = {
     {"drain", completions_drain, METH_NOARGS, drain_doc},
     {"wait", (PyCFunction)(void (*)(void))completions_wait, METH_FASTCALL, wait_doc},
     {"close", completions_close, METH_NOARGS, close_doc},
+    {"hold", completions_hold, METH_NOARGS, hold_doc},
     {"detach", completions_detach, METH_NOARGS, detach_doc},
     {"wake", completions_wake, METH_NOARGS, wake_doc},
     {"fileno", completions_fileno, METH_NOARGS, fileno_doc},

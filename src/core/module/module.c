@@ -59,14 +59,34 @@ set_output_pending(PyObject *module, PyObject *on)
 }
 
 PyDoc_STRVAR(set_output_drain_doc,
-"_set_output_drain($module, on, /)\n--\n\n"
-"Caller side: workers forward output to this interpreter, so call the\n"
-"drain_output hook before resolving finished tasks.");
+"_set_output_drain($module, queue, /)\n--\n\n"
+"Caller side: workers forward output to this interpreter on `queue` (a\n"
+"Queue; None: they do not), so call the drain_output hook before\n"
+"resolving finished tasks, unless nothing is on it or being written.");
 
 static PyObject *
-set_output_drain(PyObject *module, PyObject *on)
+set_output_drain(PyObject *module, PyObject *queue)
 {
-    return set_flag(&ip_state_of_module(module)->drain_output, on);
+    ip_state *st = ip_state_of_module(module);
+    if (queue != Py_None && !PyObject_TypeCheck(queue, st->QueueType)) {
+        PyErr_Format(PyExc_TypeError, "expected a Queue or None, got %T", queue);
+        return NULL;
+    }
+    Py_XSETREF(st->output_queue, queue == Py_None ? NULL : Py_NewRef(queue));
+    st->drain_output = queue != Py_None;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(output_writing_doc,
+"_output_writing($module, on, /)\n--\n\n"
+"Caller side: the output writer thread is (True) or is no longer (False)\n"
+"taking items off the forwarding queue: while it is, results wait for it\n"
+"(the drain_output hook) even when the queue looks empty.");
+
+static PyObject *
+output_writing(PyObject *module, PyObject *on)
+{
+    return set_flag(&ip_state_of_module(module)->output_writing, on);
 }
 
 static PyMethodDef ip_methods[] = {
@@ -74,6 +94,7 @@ static PyMethodDef ip_methods[] = {
     {"decode", codec_decode, METH_O, decode_doc},
     {"_set_output_pending", set_output_pending, METH_O, set_output_pending_doc},
     {"_set_output_drain", set_output_drain, METH_O, set_output_drain_doc},
+    {"_output_writing", output_writing, METH_O, output_writing_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -171,6 +192,7 @@ ip_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->str_set_exception);
     Py_VISIT(st->task_interrupted);
+    Py_VISIT(st->output_queue);
     if (ip_auto_share_traverse(st, visit, arg) < 0) {
         return -1;
     }
@@ -198,6 +220,7 @@ ip_clear(PyObject *module)
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
     Py_CLEAR(st->task_interrupted);
+    Py_CLEAR(st->output_queue);
     ip_auto_share_free(st);
     ip_shared_cache_free(st);
     return 0;

@@ -46,6 +46,7 @@ handle_cancel(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     ip_task *t = self->task;
     int outcome = ip_pool_cancel(self->pool, t, interrupt);
     if (outcome == IP_CANCEL_REMOVED) {
+        ip_completions_forget(t->completions, t->seq);   /* a thread may wait for it */
         ip_completions_unbind(self->completions, t->seq);
         ip_completions_expect(t->completions, -1);
         ip_task_decref(t);   /* the pipeline reference */
@@ -91,7 +92,7 @@ handle_wait(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
     ip_signal_check chk;
     const ip_interrupt *intr = ip_caller_interrupt(st, &chk);
     Py_BEGIN_ALLOW_THREADS
-    rc = ip_completions_wait_until(t->completions, task_finished, t, &deadline, intr);
+    rc = ip_completions_wait_until(t->completions, task_finished, t, t->seq, &deadline, intr);
     Py_END_ALLOW_THREADS
     if (rc == IP_ERR_INTERRUPTED) {
         return ip_raise(st, rc);
@@ -755,6 +756,16 @@ poolcore_get_live(PyObject *op, void *Py_UNUSED(closure))
     return PyLong_FromLong(ip_pool_live(get_pool(op)));
 }
 
+static PyObject *
+poolcore_get_idle_counts(PyObject *op, void *Py_UNUSED(closure))
+{
+    ip_pool *p = get_pool(op);
+    pthread_mutex_lock(&p->mu);
+    long spins = p->idle_spins, sleeps = p->idle_sleeps;
+    pthread_mutex_unlock(&p->mu);
+    return Py_BuildValue("{slsl}", "spins", spins, "sleeps", sleeps);
+}
+
 static PyMethodDef poolcore_methods[] = {
     {"register", poolcore_register, METH_O, register_doc},
     {"set_initializer", poolcore_set_initializer, METH_VARARGS, set_initializer_doc},
@@ -778,6 +789,8 @@ static PyGetSetDef poolcore_getset[] = {
     {"stopping", poolcore_get_stopping, NULL, "Whether stop() was called.", NULL},
     {"queued", poolcore_get_queued, NULL, "Tasks waiting for a worker.", NULL},
     {"live_workers", poolcore_get_live, NULL, "Worker threads not yet exited.", NULL},
+    {"idle_counts", poolcore_get_idle_counts, NULL,
+     "How often its workers found the queue empty and spun first, or slept.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -820,6 +833,42 @@ live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
         atomic_load(&ip_live_shared), "shared_copies", atomic_load(&ip_live_shared_copies),
         "exports", atomic_load(&ip_live_exports), "blocks", atomic_load(&ip_live_blocks),
         "queues", atomic_load(&ip_live_queues));
+}
+
+PyDoc_STRVAR(wait_counts_doc,
+"wait_counts($module, /)\n--\n\n"
+"What this thread's waits did so far: spins begun, spins that ended with\n"
+"what they waited for, sleeps (each return from one is a wake-up); and\n"
+"the process's busy workers and usable CPUs (spinning needs a spare one).");
+
+static PyObject *
+wait_counts(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    ip_wait_counts *c = ip_wait_counts_here();
+    return Py_BuildValue("{slslslsisi}", "spins", c->spins, "spun", c->spun, "sleeps",
+                         c->sleeps, "busy_workers", atomic_load(&ip_busy_workers), "cpus",
+                         ip_ncpus);
+}
+
+PyDoc_STRVAR(lock_stats_doc,
+"_lock_stats($module, on, /)\n--\n\n"
+"Benchmarks: time the task queue's mutex from now on (True: the totals\n"
+"start at zero) or no longer (False); return the totals so far: ns held\n"
+"by enqueues and takes, how many of each, ns waited for it and how many\n"
+"acquisitions found it held.");
+
+static PyObject *
+lock_stats(PyObject *Py_UNUSED(module), PyObject *on)
+{
+    int value = PyObject_IsTrue(on);
+    if (value < 0) {
+        return NULL;
+    }
+    ip_lock_stats s;
+    ip_pool_lock_timing(value, &s);
+    return Py_BuildValue("{sLsLsLsLsLsL}", "enqueue_ns", s.enqueue_ns, "enqueues", s.enqueues,
+                         "take_ns", s.take_ns, "takes", s.takes, "wait_ns", s.wait_ns,
+                         "contended", s.contended);
 }
 
 PyDoc_STRVAR(join_all_doc,
@@ -869,6 +918,8 @@ stop_all_pools(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef pool_functions[] = {
     {"stop_all_pools", (PyCFunction)(void (*)(void))stop_all_pools, METH_FASTCALL, stop_all_doc},
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
+    {"wait_counts", wait_counts, METH_NOARGS, wait_counts_doc},
+    {"_lock_stats", lock_stats, METH_O, lock_stats_doc},
     {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,
      join_all_doc},
     {NULL, NULL, 0, NULL},

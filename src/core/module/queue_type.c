@@ -178,6 +178,12 @@ queue_qsize(PyObject *op, PyObject *Py_UNUSED(ignored))
     return PyLong_FromSsize_t(ip_channel_size(channel_of(op)));
 }
 
+Py_ssize_t
+ip_queue_size(PyObject *queue)
+{
+    return ip_channel_size(channel_of(queue));
+}
+
 static PyObject *
 queue_empty(PyObject *op, PyObject *Py_UNUSED(ignored))
 {

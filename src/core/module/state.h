@@ -65,6 +65,9 @@ typedef struct ip_state {
     long shared_epoch_seen;
     int output_pending;             /* worker: forwarded output waits for the end of a line */
     int drain_output;               /* caller: workers forward output here (drain before resolving) */
+    PyObject *output_queue;         /* caller: the Queue they forward it on (or NULL) */
+    int output_writing;             /* caller: the writer thread may hold an item it took
+                                     * (set and read under this interpreter's GIL) */
 } ip_state;
 
 /* ----------------------------------------------------------------- state.c */
@@ -129,6 +132,8 @@ int ip_worker_types_init(PyObject *module, ip_state *st);
 int ip_shared_type_init(PyObject *module, ip_state *st);
 int ip_buffer_types_init(PyObject *module, ip_state *st);
 int ip_queue_type_init(PyObject *module, ip_state *st);
+/* Items in a Queue object now. */
+Py_ssize_t ip_queue_size(PyObject *queue);
 
 /* ------------------------------------------------------ completions_type.c */
 

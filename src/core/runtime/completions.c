@@ -12,12 +12,12 @@ ip_completions_new(int want_efd, void (*free_item)(ip_done *))
         errno = ENOMEM;
         return NULL;
     }
-    ip_cond_init(&c->cond);
     pthread_mutex_init(&c->mu, NULL);
     atomic_init(&c->refcnt, 1);
     c->free_item = free_item;
-    c->want_key = -1;
     c->efd = -1;
+    ip_history_init(&c->history);
+    atomic_init(&c->gap_ns, IP_HOLD_NS);   /* no batching until results come fast */
     if (want_efd) {
         c->efd = ip_efd_new();
         if (c->efd < 0) {
@@ -50,8 +50,19 @@ ip_completions_decref(ip_completions *c)
     assert(c->head == NULL);
     ip_efd_close(c->efd);
     pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cond);
     PyMem_RawFree(c);
+}
+
+/* Wake every sleeping waiter (each checks its own condition); mu held. */
+static void
+wake_all_locked(ip_completions *c)
+{
+    IP_ASSERT_LOCKED(&c->mu);
+    for (ip_waiter *w = c->waiters; w != NULL; w = w->next) {
+        if (w->sleeping) {
+            pthread_cond_signal(&w->cond);
+        }
+    }
 }
 
 /* The last outstanding task is gone: a waiter for "closed with nothing
@@ -62,9 +73,7 @@ wake_if_none_left(ip_completions *c, long old, Py_ssize_t n)
 {
     if (old == n) {
         pthread_mutex_lock(&c->mu);
-        if (c->waiting) {
-            pthread_cond_broadcast(&c->cond);
-        }
+        wake_all_locked(c);
         pthread_mutex_unlock(&c->mu);
     }
 }
@@ -73,6 +82,7 @@ void
 ip_completions_expect(ip_completions *c, Py_ssize_t n)
 {
     long old = atomic_fetch_add_explicit(&c->outstanding, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->inflight, n, memory_order_relaxed);
     if (n < 0) {
         wake_if_none_left(c, old, -n);   /* withdrawn */
     }
@@ -98,29 +108,53 @@ ip_completions_push(ip_completions *c, ip_done *item)
     c->tail = item;
     atomic_store_explicit(&item->delivered, 1, memory_order_release);
     c->ndone++;
+    int64_t now = ip_now_ns();
+    int64_t prev = atomic_exchange_explicit(&c->last_push_ns, now, memory_order_relaxed);
+    long inflight = atomic_fetch_sub_explicit(&c->inflight, 1, memory_order_relaxed) - 1;
     atomic_store_explicit(&c->ready, 1, memory_order_release);
-    if (c->want_key >= 0 && item->key == c->want_key) {
-        atomic_store_explicit(&c->key_arrived, 1, memory_order_release);
+    /* Wake only a waiter whose item (or batch) this is: a caller waiting
+     * for the next index of a map, or for its own future's task, is not
+     * woken by every other result.  Under mu: the waiter's condvar lives
+     * on its stack. */
+    for (ip_waiter *w = c->waiters; w != NULL; w = w->next) {
+        if (!atomic_load_explicit(&w->arrived, memory_order_relaxed) &&
+            (item->key == w->key || (w->want > 0 && c->ndone >= w->want))) {
+            atomic_store_explicit(&w->arrived, 1, memory_order_release);
+            if (w->sleeping) {
+                pthread_cond_signal(&w->cond);
+            }
+        }
     }
-    /* One waiter: wake it at its batch size.  Several (each may wait for
-     * its own task): wake them all, each checks its own condition. */
-    int wake_all = c->waiting > 1;
-    int wake_cond = c->waiting == 1 && (c->ndone >= c->want || atomic_load(&c->key_arrived));
+    if (c->efd >= 0) {
+        int64_t gap = now - prev, avg = atomic_load_explicit(&c->gap_ns, memory_order_relaxed);
+        gap = gap < 4 * IP_HOLD_NS ? gap : 4 * IP_HOLD_NS;
+        atomic_store_explicit(&c->gap_ns, avg + (gap - avg) / 4, memory_order_relaxed);
+    }
+    /* The eventfd: one write per batch (the consumer takes everything). */
     int wake_fd = c->efd >= 0 && !c->signalled;
     if (wake_fd) {
-        c->signalled = 1;
-        /* One write per batch (the consumer takes everything on wake-up),
-         * made under the lock: once it is released, the consumer may take
-         * the task, drop the last reference and close the fd. */
-        ip_efd_signal(c->efd);
+        /* Held for a batch (see ip_completions_hold): the loop looks by
+         * then anyway, more results come, and no worker idles for it. */
+        if (now < atomic_load_explicit(&c->hold_until_ns, memory_order_relaxed) &&
+            inflight > 0 && item->work_behind && c->ndone < IP_HOLD_MAX && !ip_spare_core()) {
+            wake_fd = 0;
+        }
+        else {
+            c->signalled = 1;
+        }
     }
-    if (wake_all) {
-        pthread_cond_broadcast(&c->cond);
+    if (!wake_fd) {
+        pthread_mutex_unlock(&c->mu);
+        return;
     }
-    else if (wake_cond) {
-        pthread_cond_signal(&c->cond);
-    }
+    /* Written after unlocking, so the woken loop does not block on mu at
+     * once.  The reference keeps the fd open meanwhile: once mu is
+     * released, the consumer may take the item, drop the last other
+     * reference and free c. */
+    ip_completions_incref(c);
     pthread_mutex_unlock(&c->mu);
+    ip_efd_signal(c->efd);
+    ip_completions_decref(c);
 }
 
 ip_done *
@@ -157,7 +191,7 @@ ip_completions_orphan(ip_completions *c)
     pthread_mutex_lock(&c->mu);
     c->closed = 1;
     c->orphaned = 1;
-    pthread_cond_broadcast(&c->cond);
+    wake_all_locked(c);
     pthread_mutex_unlock(&c->mu);
     Py_ssize_t n = 0;
     for (ip_done *item = ip_completions_take_all(c), *next; item != NULL; item = next) {
@@ -168,12 +202,24 @@ ip_completions_orphan(ip_completions *c)
     ip_completions_consumed(c, n);
 }
 
+int64_t
+ip_completions_hold(ip_completions *c)
+{
+    int64_t window = 0;
+    if (atomic_load(&c->inflight) > 0 && !ip_spare_core() &&
+        atomic_load_explicit(&c->gap_ns, memory_order_relaxed) * 2 <= IP_HOLD_NS) {
+        window = IP_HOLD_NS;
+    }
+    atomic_store(&c->hold_until_ns, window ? ip_now_ns() + window : 0);
+    return window;
+}
+
 void
 ip_completions_close(ip_completions *c)
 {
     pthread_mutex_lock(&c->mu);
     c->closed = 1;
-    pthread_cond_broadcast(&c->cond);
+    wake_all_locked(c);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -196,18 +242,91 @@ ip_completions_closed(ip_completions *c)
     return closed;
 }
 
+/* Spin first only where it pays (see ip_spin_pays). */
+static int
+spin_first(ip_completions *c, const ip_deadline *deadline, int (*ready)(void *), void *arg)
+{
+    int polling = !deadline->forever && ip_deadline_passed(deadline);
+    return !polling && ip_spin_pays(&c->history) && ip_spin_until(ready, arg);
+}
+
+/* What a wait that began at `start` teaches the completions' history
+ * (after it slept: when the latest item arrived, not when we woke, so
+ * that a slow wake-up does not look like a long wait). */
+static void
+learn(ip_completions *c, int64_t start, int rc)
+{
+    if (rc == IP_OK) {
+        ip_history_add(&c->history, start,
+                       atomic_load_explicit(&c->last_push_ns, memory_order_relaxed));
+    }
+    else if (rc == IP_ERR_TIMEOUT) {
+        ip_history_add(&c->history, start, ip_now_ns());
+    }
+}
+
+/* Link w in (mu held); it has arrived already if the list is long enough
+ * or (`scan`) its key is on it. */
+static void
+add_waiter_locked(ip_completions *c, ip_waiter *w, int scan)
+{
+    IP_ASSERT_LOCKED(&c->mu);
+    int arrived = w->want > 0 && c->ndone >= w->want;
+    for (ip_done *d = scan ? c->head : NULL; d != NULL && !arrived && w->key >= 0; d = d->next) {
+        arrived = d->key == w->key;
+    }
+    atomic_init(&w->arrived, arrived);
+    w->sleeping = 0;
+    ip_cond_init(&w->cond);
+    w->next = c->waiters;
+    c->waiters = w;
+}
+
+static void
+remove_waiter_locked(ip_completions *c, ip_waiter *w)
+{
+    IP_ASSERT_LOCKED(&c->mu);
+    for (ip_waiter **pp = &c->waiters; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    pthread_cond_destroy(&w->cond);
+}
+
+/* Sleep on cond as waiter w until ready(arg); mu held. */
+static int
+sleep_locked(ip_completions *c, ip_waiter *w, int (*ready)(void *), void *arg,
+             const ip_deadline *deadline, const ip_interrupt *intr)
+{
+    w->sleeping = 1;
+    int rc = ip_wait(&c->mu, &w->cond, ready, arg, deadline, intr);
+    w->sleeping = 0;
+    return rc;
+}
+
 typedef struct {
     ip_completions *c;
-    Py_ssize_t want;
+    ip_waiter *w;
+    int (*done)(void *);   /* wait_until's own condition, or NULL */
+    void *arg;
 } wait_arg;
 
+/* The waiter's item came, or nothing more will come. */
 static int
 wait_ready(void *arg)
 {
-    wait_arg *w = arg;
-    ip_completions *c = w->c;
-    return c->ndone >= w->want || atomic_load(&c->key_arrived) || c->orphaned ||
+    wait_arg *a = arg;
+    ip_completions *c = a->c;
+    return atomic_load(&a->w->arrived) || (a->done != NULL && a->done(a->arg)) || c->orphaned ||
            (c->closed && atomic_load(&c->outstanding) == 0);
+}
+
+static int
+flag_set(void *flag)
+{
+    return atomic_load_explicit((atomic_int *)flag, memory_order_acquire) != 0;
 }
 
 int
@@ -217,19 +336,7 @@ ip_completions_wait(ip_completions *c, Py_ssize_t batch, int64_t key,
     if (batch <= 1 && atomic_load_explicit(&c->ready, memory_order_acquire)) {
         return IP_OK;
     }
-    if (key >= 0) {
-        /* The consumer drained the list before waiting, so the key is not
-         * in it: a push will say when it comes (mu orders it with pushes). */
-        pthread_mutex_lock(&c->mu);
-        c->want_key = key;
-        atomic_store(&c->key_arrived, 0);
-        for (ip_done *d = c->head; d != NULL; d = d->next) {
-            if (d->key == key) {
-                atomic_store(&c->key_arrived, 1);
-            }
-        }
-        pthread_mutex_unlock(&c->mu);
-    }
+    int64_t start = ip_now_ns();
     Py_ssize_t want = batch;
     Py_ssize_t expected = atomic_load(&c->outstanding);
     if (want > expected) {
@@ -238,54 +345,66 @@ ip_completions_wait(ip_completions *c, Py_ssize_t batch, int64_t key,
     if (want < 1) {
         want = 1;
     }
-    int polling = !deadline->forever && ip_deadline_passed(deadline);
-    if (!polling && (want == 1 ? ip_spin_while_zero(&c->ready)
-                               : key >= 0 && ip_spin_while_zero(&c->key_arrived))) {
-        return IP_OK;
-    }
-    wait_arg arg = {c, want};
+    ip_waiter w = {.key = key, .want = want};
+    wait_arg arg = {c, &w, NULL, NULL};
     pthread_mutex_lock(&c->mu);
-    c->want = want;
-    c->waiting++;
-    int rc = ip_wait(&c->mu, &c->cond, wait_ready, &arg, deadline, intr);
-    c->waiting--;
+    add_waiter_locked(c, &w, 1);
+    int rc = IP_OK;
+    if (!wait_ready(&arg)) {
+        pthread_mutex_unlock(&c->mu);
+        int spun = spin_first(c, deadline, flag_set, &w.arrived);
+        pthread_mutex_lock(&c->mu);
+        if (!spun) {
+            rc = sleep_locked(c, &w, wait_ready, &arg, deadline, intr);
+        }
+    }
+    remove_waiter_locked(c, &w);
     int ready = c->head != NULL;
-    c->want_key = -1;
     pthread_mutex_unlock(&c->mu);
     if (rc == IP_ERR_INTERRUPTED) {
         return rc;
     }
-    return ready ? IP_OK : IP_ERR_TIMEOUT;
-}
-
-typedef struct {
-    int (*done)(void *);
-    void *arg;
-} until_arg;
-
-static int
-until_done(void *arg)
-{
-    until_arg *u = arg;
-    return u->done(u->arg);
+    rc = ready ? IP_OK : IP_ERR_TIMEOUT;
+    learn(c, start, rc);
+    return rc;
 }
 
 int
-ip_completions_wait_until(ip_completions *c, int (*done)(void *), void *arg,
+ip_completions_wait_until(ip_completions *c, int (*done)(void *), void *arg, int64_t key,
                           const ip_deadline *deadline, const ip_interrupt *intr)
 {
-    int polling = !deadline->forever && ip_deadline_passed(deadline);
-    if (done(arg) || (!polling && ip_spin_until(done, arg))) {
+    if (done(arg)) {
         return IP_OK;
     }
-    until_arg u = {done, arg};
-    pthread_mutex_lock(&c->mu);
-    int saved_want = c->want;
-    c->want = 1;   /* any push may be the one */
-    c->waiting++;
-    int rc = ip_wait(&c->mu, &c->cond, until_done, &u, deadline, intr);
-    c->waiting--;
-    c->want = saved_want;
-    pthread_mutex_unlock(&c->mu);
+    int64_t start = ip_now_ns();
+    int rc = IP_OK;
+    if (!spin_first(c, deadline, done, arg)) {
+        ip_waiter w = {.key = key, .want = 0};
+        wait_arg a = {c, &w, done, arg};
+        pthread_mutex_lock(&c->mu);
+        add_waiter_locked(c, &w, 0);   /* done() says if it came already */
+        rc = sleep_locked(c, &w, wait_ready, &a, deadline, intr);
+        remove_waiter_locked(c, &w);
+        pthread_mutex_unlock(&c->mu);
+        if (rc == IP_OK && !done(arg)) {
+            rc = IP_ERR_TIMEOUT;   /* closed or orphaned: it will not come */
+        }
+    }
+    learn(c, start, rc);
     return rc;
+}
+
+void
+ip_completions_forget(ip_completions *c, int64_t key)
+{
+    pthread_mutex_lock(&c->mu);
+    for (ip_waiter *w = c->waiters; w != NULL; w = w->next) {
+        if (w->key == key) {
+            atomic_store(&w->arrived, 1);
+            if (w->sleeping) {
+                pthread_cond_signal(&w->cond);
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
 }

@@ -11,6 +11,74 @@ atomic_long ip_live_workers;
 static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static ip_pool *live_head;
 
+/* ------------------------------------------------------------ lock timing
+ *
+ * Off unless a benchmark asks (_core._lock_stats): then enqueues and takes
+ * read the clock around the queue mutex.  Off, it costs one relaxed load. */
+
+enum { LOCK_ENQUEUE = 0, LOCK_TAKE = 1 };
+static atomic_int lock_timing;
+static atomic_llong lock_ns[2], lock_ops[2], lock_wait_ns, lock_contended;
+
+typedef struct {
+    int64_t asked, got;   /* 0: not timed */
+} lock_clock;
+
+static inline void
+queue_lock(ip_pool *p, lock_clock *lc)
+{
+    lc->asked = atomic_load_explicit(&lock_timing, memory_order_relaxed) ? ip_now_ns() : 0;
+    lc->got = 0;
+    if (!lc->asked) {
+        pthread_mutex_lock(&p->mu);
+        return;
+    }
+    if (pthread_mutex_trylock(&p->mu) != 0) {
+        atomic_fetch_add_explicit(&lock_contended, 1, memory_order_relaxed);
+        pthread_mutex_lock(&p->mu);
+    }
+    lc->got = ip_now_ns();
+}
+
+/* The hold starts again now (after a wait on a condvar, which released it). */
+static inline void
+queue_relocked(lock_clock *lc)
+{
+    lc->got = lc->asked ? ip_now_ns() : 0;
+}
+
+static inline void
+queue_unlock(ip_pool *p, lock_clock *lc, int op)
+{
+    int64_t released = lc->asked ? ip_now_ns() : 0;
+    pthread_mutex_unlock(&p->mu);
+    if (lc->asked) {
+        atomic_fetch_add_explicit(&lock_ns[op], released - lc->got, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lock_ops[op], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&lock_wait_ns, lc->got - lc->asked, memory_order_relaxed);
+    }
+}
+
+void
+ip_pool_lock_timing(int on, ip_lock_stats *out)
+{
+    if (on) {
+        for (int i = 0; i < 2; i++) {
+            atomic_store(&lock_ns[i], 0);
+            atomic_store(&lock_ops[i], 0);
+        }
+        atomic_store(&lock_wait_ns, 0);
+        atomic_store(&lock_contended, 0);
+    }
+    atomic_store(&lock_timing, on);
+    out->enqueue_ns = atomic_load(&lock_ns[LOCK_ENQUEUE]);
+    out->enqueues = atomic_load(&lock_ops[LOCK_ENQUEUE]);
+    out->take_ns = atomic_load(&lock_ns[LOCK_TAKE]);
+    out->takes = atomic_load(&lock_ops[LOCK_TAKE]);
+    out->wait_ns = atomic_load(&lock_wait_ns);
+    out->contended = atomic_load(&lock_contended);
+}
+
 /* ------------------------------------------------------------ lifetime */
 
 ip_pool *
@@ -40,6 +108,7 @@ ip_pool_new(int nworkers, const struct ip_worker_ops *ops, ip_owner *owner)
     p->ops = ops;
     p->concurrency = 1;
     p->loop_factory = -1;
+    ip_history_init(&p->idle_history);
     ip_owner_incref(owner);
     p->owner = owner;
     pthread_mutex_lock(&live_mu);
@@ -176,9 +245,10 @@ wake_loops_locked(ip_pool *p, int all)
     }
 }
 
-/* Append tasks (linked through ->next, already QUEUED); mu held. */
-static void
-append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
+/* Append tasks (linked through ->next, already QUEUED); mu held.  Returns
+ * how many sleeping workers to wake once mu is released (*all: every one). */
+static Py_ssize_t
+append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n, int *all)
 {
     IP_ASSERT_LOCKED(&p->mu);
     first->prev = p->tail;
@@ -191,20 +261,22 @@ append_locked(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
     p->tail = last;
     last->next = NULL;
     p->nqueued += n;
+    atomic_store_explicit(&p->last_enqueue_ns, ip_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&p->has_work, 1, memory_order_release);
     if (p->concurrency > 1) {
         wake_loops_locked(p, 0);
     }
-    if (p->sleepers > 0) {
-        if (n >= p->sleepers) {
-            pthread_cond_broadcast(&p->work);
-        }
-        else {
-            for (Py_ssize_t i = 0; i < n; i++) {
-                pthread_cond_signal(&p->work);
-            }
-        }
+    /* A spinning worker takes a task without a wake-up (or finds it under
+     * mu when its spin ends): wake sleepers only for what spinners leave. */
+    Py_ssize_t wake = p->nqueued - atomic_load(&p->spinning);
+    if (wake > n) {
+        wake = n;
     }
+    if (wake > p->sleepers) {
+        wake = p->sleepers;
+    }
+    *all = wake > 0 && wake == p->sleepers;
+    return wake > 0 ? wake : 0;
 }
 
 static void
@@ -358,12 +430,25 @@ deliver_dropped(ip_task *t, int status, const ip_buf *msg)
 int
 ip_pool_enqueue(ip_pool *p, ip_task *first, ip_task *last, Py_ssize_t n)
 {
-    pthread_mutex_lock(&p->mu);
+    Py_ssize_t wake = 0;
+    int all = 0;
+    lock_clock lc;
+    queue_lock(p, &lc);
     int rc = p->broken ? IP_ERR_BROKEN : p->stopping ? IP_ERR_STOPPED : IP_OK;
     if (rc == IP_OK) {
-        append_locked(p, first, last, n);
+        wake = append_locked(p, first, last, n, &all);
     }
-    pthread_mutex_unlock(&p->mu);
+    queue_unlock(p, &lc, LOCK_ENQUEUE);
+    /* After unlocking, so a woken worker does not block on mu at once (the
+     * caller's reference keeps p alive). */
+    if (all) {
+        pthread_cond_broadcast(&p->work);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < wake; i++) {
+            pthread_cond_signal(&p->work);
+        }
+    }
     return rc;
 }
 
@@ -434,7 +519,8 @@ ip_pool_take(ip_pool *p, int index, Py_ssize_t n, Py_ssize_t *count)
     ip_task *taken = NULL, **tail = &taken;
     Py_ssize_t got = 0;
     ip_slot *slot = &p->slots[index];
-    pthread_mutex_lock(&p->mu);
+    lock_clock lc;
+    queue_lock(p, &lc);
     while (got < n) {
         ip_task *t = pop_locked(p, slot);
         if (t == NULL) {
@@ -445,7 +531,7 @@ ip_pool_take(ip_pool *p, int index, Py_ssize_t n, Py_ssize_t *count)
         got++;
     }
     slot->waiting = got < n && !p->stopping && slot->budget != 0;
-    pthread_mutex_unlock(&p->mu);
+    queue_unlock(p, &lc, LOCK_TAKE);
     *count = got;
     return taken;
 }
@@ -480,25 +566,45 @@ ip_pool_next_task(ip_pool *p, int index, unsigned *wake_seen, int *why)
 {
     ip_slot *slot = &p->slots[index];
     ip_task *t;
-    pthread_mutex_lock(&p->mu);
+    lock_clock lc;
+    queue_lock(p, &lc);
     t = pop_locked(p, slot);
     *why = t ? IP_NEXT_UPKEEP : why_none_locked(p, slot);
-    pthread_mutex_unlock(&p->mu);
+    queue_unlock(p, &lc, LOCK_TAKE);
     if (t != NULL || *why != IP_NEXT_UPKEEP) {
         return t;
     }
     Py_BEGIN_ALLOW_THREADS
-    (void)ip_spin_while_zero(&p->has_work);
+    /* Idle: spin for the next task only where it pays (a spare core, and
+     * tasks have come soon after a worker went idle), else sleep at once. */
+    int64_t start = ip_now_ns();
+    int spin = ip_spin_pays(&p->idle_history);
+    if (spin) {
+        atomic_fetch_add(&p->spinning, 1);
+        (void)ip_spin_while_zero(&p->has_work);
+        atomic_fetch_sub(&p->spinning, 1);
+    }
     idle_arg arg = {p, slot, *wake_seen};
     ip_deadline never = {.forever = 1};
-    pthread_mutex_lock(&p->mu);
-    p->sleepers++;
-    (void)ip_wait(&p->mu, &p->work, idle_wakes, &arg, &never, NULL);
-    p->sleepers--;
+    queue_lock(p, &lc);
+    p->idle_spins += spin;
+    if (!idle_wakes(&arg)) {
+        p->idle_sleeps++;
+        p->sleepers++;
+        atomic_fetch_sub(&ip_busy_workers, 1);   /* asleep: its core is spare */
+        (void)ip_wait(&p->mu, &p->work, idle_wakes, &arg, &never, NULL);
+        atomic_fetch_add(&ip_busy_workers, 1);
+        p->sleepers--;
+        queue_relocked(&lc);
+    }
     t = pop_locked(p, slot);
+    if (t != NULL) {
+        ip_history_add(&p->idle_history, start,
+                       atomic_load_explicit(&p->last_enqueue_ns, memory_order_relaxed));
+    }
     *why = t ? IP_NEXT_UPKEEP : why_none_locked(p, slot);
     *wake_seen = p->wake_seq;
-    pthread_mutex_unlock(&p->mu);
+    queue_unlock(p, &lc, LOCK_TAKE);
     Py_END_ALLOW_THREADS
     return t;
 }

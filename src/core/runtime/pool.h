@@ -45,7 +45,11 @@ typedef struct ip_pool {
     Py_ssize_t nqueued;
     ip_task *running;           /* tasks workers took (one reference each); finished
                                  * ones leave lazily (ip_pool_task_done) */
-    int sleepers;
+    int sleepers;               /* workers asleep waiting for a task */
+    atomic_int spinning;        /* workers spinning for a task: they need no wake-up */
+    atomic_llong last_enqueue_ns;   /* when tasks were last queued */
+    ip_wait_history idle_history;   /* how long idle workers waited for a task */
+    long idle_spins, idle_sleeps;   /* idle workers that spun / slept (mu) */
     unsigned wake_seq;          /* bumped by ip_pool_wake(): idle workers do upkeep */
     int stopping;               /* no new tasks; workers exit when the queue is empty */
     int cancel_running;         /* stopping also cancels running coroutines */
@@ -72,6 +76,16 @@ typedef struct ip_pool {
     ip_buf *fns;
     uint32_t nfns, capfns;
 } ip_pool;
+
+/* Benchmarks: how long enqueues and takes hold the queue mutex, and how
+ * long they waited for it (ns, and how many), over every pool. */
+typedef struct ip_lock_stats {
+    long long enqueue_ns, enqueues, take_ns, takes, wait_ns;
+    long long contended;        /* acquisitions that found it held */
+} ip_lock_stats;
+/* Time from now on (on: the totals start at zero) or no longer; *out gets
+ * the totals so far. */
+void ip_pool_lock_timing(int on, ip_lock_stats *out);
 
 /* Process-wide counts (leak checks). */
 extern atomic_long ip_live_pools;

@@ -36,6 +36,7 @@ finish_task(ip_worker *w, ip_task *t)
     ip_buf_free(&t->payload);
     ip_task_set_state(t, IP_RUNNING, IP_DONE);
     w->done++;
+    t->done.work_behind = atomic_load_explicit(&w->pool->has_work, memory_order_relaxed);
     ip_task_deliver(t);   /* gives the pipeline reference away */
 }
 
@@ -150,8 +151,10 @@ worker_main(void *arg)
     ip_worker w = {.pool = start->pool, .index = start->index};
     ip_pool *p = w.pool;
     PyMem_RawFree(start);
+    atomic_fetch_add(&ip_busy_workers, 1);   /* on a core but while it sleeps for a task */
     for (int first = 1; one_interpreter(&w, first); first = 0) {
     }
+    atomic_fetch_sub(&ip_busy_workers, 1);
     pthread_mutex_lock(&p->mu);
     p->nlive--;
     assert(p->nlive >= 0);

@@ -1,0 +1,191 @@
+"""Serial costs: what one caller thread and one task queue pay per task.
+
+On a machine with many cores these cap the throughput whatever the number
+of workers: one caller thread submits, wakes, decodes and resolves every
+task, and every worker takes its tasks from one queue behind one lock.
+Measured as CPU and counts, which other load on the machine hardly moves:
+
+- caller CPU per task: ``time.thread_time()`` of the calling thread (for
+  asyncio rows the loop's thread) over a run, divided by the tasks;
+- caller context switches per task (voluntary + involuntary, from
+  /proc/self/task/<tid>/status): each sleep that ended is one wake-up;
+- the queue lock's hold time per operation (enqueue a batch, take a task)
+  and how often an operation found it held, timed in the C core while the
+  run lasts (``_core._lock_stats``).
+
+"Workers one caller feeds" is the task time divided by the caller's CPU
+per task: past that many workers the caller thread is the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import workloads as W
+from bench_report import Metric, Row, Table, fmt_ratio
+from harness import Failed, StdlibIPE
+
+TASK_US = 200
+
+
+def caller_switches() -> int:
+    """Voluntary + involuntary context switches of this thread so far."""
+    n = 0
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    n += int(line.split()[1])
+    except OSError:
+        return 0
+    return n
+
+
+def measured(run, n: int, check) -> dict:
+    """One run: wall time, and the calling thread's CPU and context switches per task."""
+    import gc
+
+    gc.collect()
+    s0, c0, t0 = caller_switches(), time.thread_time(), time.perf_counter()
+    result = run()
+    t1, c1, s1 = time.perf_counter(), time.thread_time(), caller_switches()
+    check(result)
+    return {"cpu": (c1 - c0) / n * 1e6, "cs": (s1 - s0) / n, "time": t1 - t0}
+
+
+def lock_stats(reset: bool = False) -> dict | None:
+    from interpool import _core
+
+    fn = getattr(_core, "_lock_stats", None)
+    return fn(reset) if fn is not None else None
+
+
+def wl_serial(b) -> None:
+    n = 400 if b.quick else 3000
+    w = b.workers
+    with b.pool(1) as pool:   # ~200 µs of pure Python, calibrated where tasks run
+        burn = pool.submit(W.calibrate_burn, TASK_US / 1e6).result()
+    items = [burn] * n
+    expected = W.cpu_burn(burn) * n
+    t = Table("serial",
+              f"Serial costs: {n:,} tasks of ~{TASK_US} µs of pure Python, {w} workers",
+              [Metric("cpu", "caller CPU/task", "us", False),
+               Metric("cs", "caller switches/task", "/task", False),
+               Metric("time", "wall", "s", False)],
+              note="the calling thread's CPU (time.thread_time) and context switches per task; "
+                   "\"workers one caller feeds\" = task time / caller CPU per task",
+              baseline=None)
+
+    def vs_chunked(table: Table, row: Row) -> str:
+        ref = table.row("interpool.map-64")
+        return fmt_ratio(row.median("time") / ref.median("time"))
+
+    def feeds(table: Table, row: Row) -> str:
+        cpu = row.median("cpu")
+        return f"{TASK_US / cpu:,.0f}" if cpu else "—"
+
+    t.derived = [("wall vs map(chunksize=64)", vs_chunked), ("workers one caller feeds", feeds)]
+
+    def check(result) -> None:
+        if sum(result) != expected:
+            raise Failed("wrong results")
+
+    def pool_case(run):
+        def gen(info):
+            with b.pool() as pool:
+                loop = asyncio.new_event_loop()
+                try:
+                    while True:
+                        yield measured(lambda: run(pool, loop), n, check)
+                finally:
+                    loop.close()
+        return gen
+
+    async def gather(pool):
+        return await asyncio.gather(*[pool.run(W.cpu_burn, x) for x in items])
+
+    async def amap(pool):
+        return [r async for r in pool.amap(W.cpu_burn, items)]
+
+    b.case("interpool.map", "interpool Pool.map (chunksize=1)",
+           pool_case(lambda p, loop: list(p.map(W.cpu_burn, items))))
+    b.case("interpool.map-64", "interpool Pool.map (chunksize=64)",
+           pool_case(lambda p, loop: list(p.map(W.cpu_burn, items, chunksize=64))))
+    b.case("interpool.await", "interpool gather(await pool.run)",
+           pool_case(lambda p, loop: loop.run_until_complete(gather(p))))
+    b.case("interpool.submit", "interpool submit all, then result()",
+           pool_case(lambda p, loop: [f.result() for f in [p.submit(W.cpu_burn, x)
+                                                           for x in items]]))
+    b.case("interpool.amap", "interpool pool.amap",
+           pool_case(lambda p, loop: loop.run_until_complete(amap(p))))
+
+    def executor_case(kind, chunked=False):
+        def gen(info):
+            with b.executor(kind) as ex:
+                cs = 1
+                if chunked:
+                    cs = b.best_chunksize(lambda c: list(ex.map(W.cpu_burn, items, chunksize=c)),
+                                          (16, 64) if b.quick else (4, 16, 64, 256), info)
+                    info["label"] = f"ProcessPoolExecutor.map (best chunksize={cs})"
+                while True:
+                    yield measured(lambda: list(ex.map(W.cpu_burn, items, chunksize=cs)), n, check)
+        return gen
+
+    b.case("interpool.executor", "interpool.InterpreterPoolExecutor.map",
+           executor_case("interpool.executor"))
+    b.case("processes-chunked", "ProcessPoolExecutor.map (best chunksize)",
+           executor_case("processes", chunked=True))
+    if StdlibIPE is not None:
+        b.case("stdlib-ipe", "stdlib InterpreterPoolExecutor.map", executor_case("stdlib-ipe"))
+    b.measure(t)
+    if lock_stats() is not None:
+        queue_lock_table(b, items, check)
+
+
+def queue_lock_table(b, items, check) -> None:
+    """How long one operation holds the task queue's lock, and how often
+    workers and the caller find it held, over a map of ~200-µs tasks and one
+    of tiny tasks (where the lock is busiest)."""
+    n_tiny = 2_000 if b.quick else 50_000
+    tiny = list(range(n_tiny))
+    t = Table("serial", f"The task queue's lock, {b.workers} workers",
+              [Metric("enqueue", "hold per enqueue", "ns", False),
+               Metric("pop", "hold per take", "ns", False),
+               Metric("contended", "found it held", "%", False)],
+              note="held: from acquiring the lock to releasing it (a clock read included, "
+                   "~20-30 ns); found it held: the share of acquisitions that had to wait; "
+                   "\"takes/s one lock serves\" = 1 s / hold per take (timing the lock "
+                   "slows these runs: their rates are not the tiny-task rates)",
+              baseline=None)
+
+    def serves(table: Table, row: Row) -> str:
+        pop = row.median("pop")
+        return f"{1e9 / pop / 1e6:.1f}M/s" if pop else "—"
+
+    t.derived = [("takes/s one lock serves", serves)]
+
+    def lock_case(run):
+        def gen(info):
+            with b.pool() as pool:
+                while True:
+                    lock_stats(True)
+                    run(pool)
+                    s = lock_stats(False)
+                    ops = max(1, s["enqueues"] + s["takes"])
+                    yield {"enqueue": s["enqueue_ns"] / max(1, s["enqueues"]),
+                           "pop": s["take_ns"] / max(1, s["takes"]),
+                           "contended": 100 * s["contended"] / ops}
+        return gen
+
+    b.case("interpool.map", f"Pool.map, {len(items):,} tasks of ~{TASK_US} µs",
+           lock_case(lambda p: check(list(p.map(W.cpu_burn, items)))))
+
+    def tiny_map(p):
+        if list(p.map(W.identity, tiny)) != tiny:
+            raise Failed("wrong results")
+
+    b.case("interpool.map-tiny", f"Pool.map, {n_tiny:,} tiny tasks (identity)",
+           lock_case(tiny_map))
+    b.measure(t)
