@@ -113,8 +113,7 @@ class TaskFuture(Future):
         handle = self._handle
         if handle is None or not handle.cancel(bool(interrupt)):
             return False
-        cancel_future(self)
-        self._completions.core.wake()   # a thread in result() wakes to see it
+        cancel_future(self)   # a thread in result() is woken by the C core (forget)
         return True
 
     def running(self) -> bool:

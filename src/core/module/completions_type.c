@@ -563,18 +563,6 @@ completions_close(PyObject *op, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-PyDoc_STRVAR(wake_doc,
-"wake($self, /)\n--\n\n"
-"Wake every thread sleeping on these completions to check again what it\n"
-"waits for (a task was cancelled: a TaskHandle.wait() for it ends).");
-
-static PyObject *
-completions_wake(PyObject *op, PyObject *Py_UNUSED(ignored))
-{
-    ip_completions_wake(((CompletionsObject *)op)->raw);
-    Py_RETURN_NONE;
-}
-
 PyDoc_STRVAR(fileno_doc,
 "fileno($self, /)\n--\n\n"
 "The eventfd that becomes readable when tasks finish (eventfd=True only).");
@@ -622,7 +610,6 @@ static PyMethodDef completions_methods[] = {
     {"close", completions_close, METH_NOARGS, close_doc},
     {"hold", completions_hold, METH_NOARGS, hold_doc},
     {"detach", completions_detach, METH_NOARGS, detach_doc},
-    {"wake", completions_wake, METH_NOARGS, wake_doc},
     {"fileno", completions_fileno, METH_NOARGS, fileno_doc},
     {NULL, NULL, 0, NULL},
 };

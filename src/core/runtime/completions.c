@@ -223,16 +223,6 @@ ip_completions_close(ip_completions *c)
     pthread_mutex_unlock(&c->mu);
 }
 
-void
-ip_completions_wake(ip_completions *c)
-{
-    pthread_mutex_lock(&c->mu);
-    if (c->waiting) {
-        pthread_cond_broadcast(&c->cond);
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
 int
 ip_completions_closed(ip_completions *c)
 {

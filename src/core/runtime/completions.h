@@ -90,7 +90,6 @@ int64_t ip_completions_hold(ip_completions *c);
 void ip_completions_close(ip_completions *c);
 /* Wake every waiter to re-check its condition (a task of these completions
  * was dropped from the queue: a wait for it ends). */
-void ip_completions_wake(ip_completions *c);
 int ip_completions_closed(ip_completions *c);
 
 /* Sleep until a task has finished (batch > 1: that many, or all that are
