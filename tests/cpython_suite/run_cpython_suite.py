@@ -298,15 +298,20 @@ def _leaks(settle=10.0):
     return report
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv, doc, stdlib_help):
+    """A runner's command line (this one's and run_multiprocessing_pool's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--json", help="write per-test outcomes to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-k", dest="selectors", action="append", default=[],
                         help="run only tests whose id contains this (repeatable)")
-    parser.add_argument("--stdlib", action="store_true",
-                        help="baseline: run the same tests on the stdlib class (no swap, no verdict)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--stdlib", action="store_true", help=stdlib_help)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv, __doc__,
+                      "baseline: run the same tests on the stdlib class (no swap, no verdict)")
 
     try:
         # The package only; its test modules must be imported after the swap.

@@ -23,7 +23,6 @@ is against ``expectations_multiprocessing.py``; exit status as
 ``run_cpython_suite.py``'s.
 """
 
-import argparse
 import faulthandler
 import os
 import sys
@@ -69,14 +68,8 @@ def build_suite(selectors=()):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", help="write per-test outcomes to this file")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    parser.add_argument("-k", dest="selectors", action="append", default=[],
-                        help="run only tests whose id contains this (repeatable)")
-    parser.add_argument("--stdlib", action="store_true",
-                        help="baseline: run the same tests on multiprocessing's Pool")
-    args = parser.parse_args(argv)
+    args = runner.parse_args(argv, __doc__,
+                             "baseline: run the same tests on multiprocessing's Pool")
 
     import importlib.util
 
