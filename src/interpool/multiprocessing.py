@@ -37,10 +37,13 @@ than processes:
 - An initializer that raises breaks the pool: every task fails with
   :class:`interpool.BrokenPool` (multiprocessing restarts the worker
   processes for ever).
-- A task's exception has a ``multiprocessing.pool.RemoteTraceback`` as its
-  ``__cause__``, as with multiprocessing.  A result that cannot be sent
-  back fails with interpool's ``TypeError`` that names its type
-  (multiprocessing: ``MaybeEncodingError``).
+
+As with multiprocessing, a task's exception has a
+``multiprocessing.pool.RemoteTraceback`` as its ``__cause__``, a result
+that cannot be sent back fails with ``MaybeEncodingError``, an argument
+that cannot be sent fails its result with the pickling error, and Manager
+proxies work in tasks and initargs (workers use the caller's
+authentication key, as child processes do).
 """
 
 from __future__ import annotations
@@ -373,10 +376,13 @@ class Pool:
         maxtasksperchild: int | None = None,
         context: object = None,
     ) -> None:
+        self._state = INIT   # __del__ looks at it even if __init__ fails
+        import multiprocessing
+
+        from . import _core
         from ._pool import Pool as InterpoolPool
         from ._pool import cpu_count
 
-        self._state = INIT   # __del__ looks at it even if __init__ fails
         if processes is None:
             processes = cpu_count()
         elif isinstance(processes, bool) or not isinstance(processes, int):
@@ -393,10 +399,6 @@ class Pool:
         self._lock = threading.Lock()
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()   # imap calls, for the feeder
         self._feeder: threading.Thread | None = None
-        import multiprocessing
-
-        from . import _core
-
         # The initializer travels as a partial: functions in it go by value
         # (lambdas too); its arguments are decoded once the authkey is set.
         init = functools.partial(_init_worker, bytes(multiprocessing.current_process().authkey),
@@ -639,7 +641,6 @@ def _timeout_error(terminated: bool) -> Exception:
     if terminated:
         return multiprocessing.TimeoutError("the pool was terminated before this task finished")
     return multiprocessing.TimeoutError()
-
 
 
 def _check_chunksize(chunksize: object) -> None:
