@@ -17,6 +17,7 @@ import pytest
 import helpers_control as hc
 import helpers_tasks as ht
 import interpool
+from helpers_util import wait_for_path
 from interpool.multiprocessing import Pool
 
 
@@ -114,11 +115,11 @@ def test_input_error_takes_its_place_in_imap_results():
 
 
 def test_terminate_stops_running_python_code(tmp_path):
-    finally_path = str(tmp_path / "finally")
+    finally_path, entered = str(tmp_path / "finally"), str(tmp_path / "entered")
     pool = Pool(1)
-    result = pool.apply_async(hc.spin_forever, (finally_path,))
+    result = pool.apply_async(hc.spin_forever, (finally_path, entered))
     queued = pool.map_async(ht.square, range(10))
-    time.sleep(0.2)
+    wait_for_path(entered)   # the task runs (the map's tasks wait behind it)
     started = time.monotonic()
     pool.terminate()
     pool.join()
