@@ -16,6 +16,7 @@ import pytest
 
 import helpers_control as hc
 import helpers_tasks as ht
+import helpers_typing
 import interpool
 from helpers_util import wait_for_path
 from interpool.multiprocessing import Pool
@@ -274,8 +275,25 @@ def test_bad_chunksize(method):
         assert call(ht.identity, [(1,)], 1) is not None   # the pool still works
 
 
-def test_imap_results_are_not_kept_after_they_are_consumed():
+def test_results_are_not_kept_after_they_are_consumed():
+    import gc
+
     with Pool(2) as pool:
         it = pool.imap(ht.square, itertools.islice(itertools.count(), 500), 10)
         assert sum(it) == sum(x * x for x in range(500))
-        assert pool._cache == {}
+        assert not it._pending and not it._items
+        assert pool.map(ht.square, range(100), 1)[-1] == 99 * 99
+        del it
+        gc.collect()
+        assert len(pool._jobs) == 0
+
+
+def test_workers_import_neither_multiprocessing_nor_the_caller_side():
+    """The authkey is set only if a task imports multiprocessing (an import
+    hook), and the chunk runners live apart from the caller side: a plain
+    map costs workers no import of multiprocessing, typing or
+    concurrent.futures."""
+    with Pool(1) as pool:
+        loaded = pool.map(helpers_typing.loaded, [["multiprocessing", "interpool.multiprocessing",
+                                               "typing", "concurrent.futures"]] * 2, chunksize=2)
+    assert loaded == [[], []]

@@ -51,52 +51,38 @@ from __future__ import annotations
 __all__ = ["ApplyResult", "AsyncResult", "IMapIterator", "IMapUnorderedIterator", "MapResult", "Pool"]
 
 
-# Worker interpreters import this module too, when a script that imports it
-# defines the task functions: what only the caller needs (multiprocessing,
-# the interpool Pool) is imported where it is used.
+# Worker interpreters import this module when a script that imports it is
+# loaded there: at run time it imports neither typing nor concurrent.futures
+# (~100 ms in a worker), and what only the caller needs is imported where it
+# is used.  What workers run for it is in _multiprocessing_worker.
 import collections
 import functools
 import itertools
 import queue
 import threading
+import time
+import types
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future
-from typing import Any, Generic, Self, TypeVar
 
-T = TypeVar("T")
-S = TypeVar("S")
-P = TypeVar("P")
+from ._multiprocessing_worker import init_worker, run_chunk, run_star_chunk
 
-# ------------------------------------------------------------ worker side
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from concurrent.futures import Future
+    from typing import Any, Generic, Self, TypeVar
 
+    T = TypeVar("T")
+    S = TypeVar("S")
+    P = TypeVar("P")
+else:
+    class Generic:
+        """``ApplyResult[int]`` at run time, as the stdlib's generic classes."""
 
-def _run_chunk(fn: Callable[[Any], Any], chunk: list[Any]) -> list[Any]:
-    """One task of a chunked map, in a worker: fn on each item."""
-    return [fn(x) for x in chunk]
+        __class_getitem__ = classmethod(types.GenericAlias)
 
-
-def _run_star_chunk(fn: Callable[..., Any], chunk: list[Any]) -> list[Any]:
-    """One task of a chunked starmap, in a worker: fn on each args tuple."""
-    return [fn(*args) for args in chunk]
-
-
-def _init_worker(authkey: bytes, initializer: Callable[..., object] | None, initargs: bytes) -> None:
-    """Each worker's initializer: multiprocessing's authentication key is
-    the caller's, as in a child process, so that Manager proxies passed to
-    tasks (or in initargs, decoded only now) reach their manager; then the
-    user's initializer."""
-    import multiprocessing
-
-    from . import _core
-
-    multiprocessing.current_process().authkey = authkey
-    if initializer is not None:
-        initializer(*_core.decode(initargs))
-
-
-# ------------------------------------------------------------ caller side
+    T = S = P = None
 
 
 # multiprocessing.pool's states (its tests may set _state to RUN).
@@ -129,44 +115,82 @@ def _sending_error(exc: Exception) -> Exception:
     return cause if isinstance(exc, TypeError) and isinstance(cause, Exception) else exc
 
 
-class _Job:
-    """What a pool keeps for each call until its results are in."""
+def _outcome(future: Future[Any], terminated: bool) -> tuple[bool, Any] | None:
+    """(success, value) of a finished task, or None if terminate() dropped it."""
+    from concurrent.futures import CancelledError
 
-    def __init__(self, pool: Pool) -> None:
-        self._pool: Pool | None = pool
-        self._job = next(_job_counter)
+    from ._errors import PoolShutdownError
+
+    try:
+        exc = future.exception()
+    except CancelledError:   # only terminate() cancels
+        return None
+    if exc is None:
+        return True, future.result()
+    if terminated and isinstance(exc, PoolShutdownError):
+        return None
+    return False, _mp_exception(exc)
+
+
+class _Job:
+    """What a pool keeps for each call: the futures of its tasks.
+
+    A job with callbacks has its results pushed to it (done-callbacks, on
+    interpool's result thread, as multiprocessing's result handler does);
+    one without pulls them in the thread that waits for them, with no thread
+    in between (``TaskFuture.exception()`` takes a result from its worker)."""
+
+    def __init__(self, pool: Pool, push: bool) -> None:
+        self._push = push
         self._lock = threading.Lock()
         self._terminated = False
-        pool._cache[self._job] = self
+        self._pending: collections.deque[tuple[int, Future[Any], bool]] = collections.deque()
+        pool._jobs.add(self)
+
+    def _add(self, index: int, future: Future[Any], single: bool) -> None:
+        """The task `index` of this job was queued (a one-item chunk, `single`,
+        has its value as result; a chunk, the list of values)."""
+        if self._push:
+            future.add_done_callback(lambda f: self._take(index, f, single))
+        else:
+            self._pending.append((index, future, single))
+
+    def _take(self, index: int, future: Future[Any], single: bool) -> None:
+        outcome = _outcome(future, self._terminated)
+        if outcome is not None:
+            success, value = outcome
+            self._set(index, success, [value] if success and single else value)
+
+    def _pull(self, timeout: float | None) -> None:
+        """Wait (at most timeout seconds) for the tasks, in this thread, and
+        take the results that are in."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _, future, _ in list(self._pending):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not _wait(future, remaining):
+                break
+        self._take_done()
+
+    def _take_done(self) -> None:
+        """Take the results of the first tasks, as long as they are in."""
+        while True:
+            with self._lock:
+                if not self._pending or not self._pending[0][1].done():
+                    return
+                index, future, single = self._pending.popleft()
+            self._take(index, future, single)
+
+    def _fail(self, index: int, exc: BaseException) -> None:
+        """The task `index` failed before it was queued (an argument that
+        cannot be sent, or the input raised)."""
+        self._set(index, False, exc)
 
     def _set(self, index: int, success: bool, value: Any) -> None:
         raise NotImplementedError
 
-    def _set_future(self, index: int, future: Future[Any], single: bool) -> None:
-        """A done-callback: one task of this job is over."""
-        from ._errors import PoolShutdownError
-
-        if future.cancelled():
-            return   # only terminate() cancels: _terminate() took care
-        exc = future.exception()
-        if exc is None:
-            value = future.result()
-            self._set(index, True, [value] if single else value)
-        elif isinstance(exc, PoolShutdownError) and self._terminated:
-            return
-        else:
-            self._set(index, False, _mp_exception(exc))
-
     def _terminate(self) -> None:
-        """terminate() dropped this job's unfinished tasks: wake its waiters."""
-        with self._lock:
-            self._terminated = True
-        self._forget()
-
-    def _forget(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool._cache.pop(self._job, None)
+        """terminate() dropped this job's unfinished tasks."""
+        self._terminated = True
 
 
 class ApplyResult(_Job, Generic[T]):
@@ -179,13 +203,15 @@ class ApplyResult(_Job, Generic[T]):
         callback: Callable[[T], object] | None,
         error_callback: Callable[[BaseException], object] | None,
     ) -> None:
-        self._done = threading.Event()   # ready, or dropped by terminate()
+        super().__init__(pool, push=callback is not None or error_callback is not None)
+        # Set once the result is in (and the callback ran), or terminate()
+        # dropped it: what a pushed result's waiters wait for.
+        self._done = threading.Event() if self._push else None
         self._ready = False
         self._success = False
         self._value: Any = None
         self._callback = callback
         self._error_callback = error_callback
-        super().__init__(pool)
 
     def __repr__(self) -> str:
         state = "ready" if self._ready else "terminated" if self._terminated else "pending"
@@ -193,18 +219,23 @@ class ApplyResult(_Job, Generic[T]):
 
     def ready(self) -> bool:
         """Whether the call has completed."""
+        if not self._ready and not self._push:
+            self._pull(0)
         return self._ready
 
     def successful(self) -> bool:
         """Whether the call completed without raising (ValueError if it
         has not completed)."""
-        if not self._ready:
+        if not self.ready():
             raise ValueError(f"{self!r} not ready")
         return self._success
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait until the result is available or until timeout seconds pass."""
-        self._done.wait(timeout)
+        if self._done is not None:
+            self._done.wait(timeout)
+        elif not self._ready and not self._terminated:
+            self._pull(timeout)
 
     def get(self, timeout: float | None = None) -> T:
         """The result when it arrives; raise the task's exception, or
@@ -219,7 +250,7 @@ class ApplyResult(_Job, Generic[T]):
 
     def _set(self, index: int, success: bool, value: Any) -> None:
         with self._lock:
-            if self._terminated or self._ready:
+            if self._ready:
                 return
             self._success = success
             self._value = value[0] if success else value
@@ -235,12 +266,13 @@ class ApplyResult(_Job, Generic[T]):
                 self._error_callback(self._value)
         finally:
             self._ready = True
-            self._done.set()
-            self._forget()
+            if self._done is not None:
+                self._done.set()
 
     def _terminate(self) -> None:
         super()._terminate()
-        self._done.set()
+        if self._done is not None:
+            self._done.set()
 
 
 AsyncResult = ApplyResult
@@ -268,7 +300,7 @@ class MapResult(ApplyResult[list[T]]):
 
     def _set(self, index: int, success: bool, value: Any) -> None:
         with self._lock:
-            if self._terminated or self._ready:
+            if self._ready:
                 return
             if not success:
                 if self._success:   # only the first exception is kept
@@ -286,13 +318,13 @@ class IMapIterator(_Job, Generic[T]):
     ``next(timeout)`` raises ``multiprocessing.TimeoutError`` if the
     next result is not there in time (the iterator stays usable)."""
 
-    def __init__(self, pool: Pool) -> None:
-        self._cond = threading.Condition(threading.Lock())
+    def __init__(self, pool: Pool, push: bool = False) -> None:
+        super().__init__(pool, push)
+        self._cond = threading.Condition(self._lock)   # the feeder queued more
         self._items: collections.deque[tuple[bool, Any]] = collections.deque()
-        self._index = 0
-        self._length: int | None = None
-        self._unsorted: dict[int, tuple[bool, Any]] = {}
-        super().__init__(pool)
+        self._queued = 0                 # tasks the feeder queued (or failed)
+        self._length: int | None = None  # all of them, once the input is read
+        self._taken = 0                  # tasks whose results are in _items
 
     def __iter__(self) -> Self:
         return self
@@ -300,14 +332,84 @@ class IMapIterator(_Job, Generic[T]):
     def next(self, timeout: float | None = None) -> T:
         """The next result (its exception raised), waiting at most
         ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._items:
+            with self._cond:
+                if self._taken == self._length:
+                    raise StopIteration
+                if self._terminated:
+                    raise _timeout_error(True)
+                if not self._pending and self._queued == self._taken:   # the feeder is behind
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0 or not self._cond.wait(remaining):
+                        raise _timeout_error(False)
+                    continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._pull(remaining)
+            if not self._items and deadline is not None and time.monotonic() >= deadline:
+                raise _timeout_error(self._terminated)
+        success, value = self._items.popleft()
+        if success:
+            return value  # type: ignore[no-any-return]
+        raise value
+
+    __next__ = next
+
+    def _pull(self, timeout: float | None) -> None:
+        """The next task's result (imap: in order, in this thread)."""
+        with self._lock:
+            if not self._pending:
+                return
+            _, future, _ = self._pending[0]
+        if _wait(future, timeout):
+            self._take_done()
+
+    def _add(self, index: int, future: Future[Any], single: bool) -> None:
+        with self._cond:
+            super()._add(index, future, single)
+            self._queued += 1
+            self._cond.notify()
+
+    def _fail(self, index: int, exc: BaseException) -> None:
+        # In its place among the results: as a failed future.
+        self._add(index, _failed_future(exc), True)
+
+    def _set(self, index: int, success: bool, value: Any) -> None:
+        if success:
+            self._items.extend((True, v) for v in value)
+        else:
+            self._items.append((False, value))
+        self._taken += 1
+
+    def _set_length(self, length: int) -> None:
+        with self._cond:
+            self._length = length
+            self._cond.notify()
+
+    def _terminate(self) -> None:
+        with self._cond:
+            super()._terminate()
+            self._cond.notify_all()
+
+
+class IMapUnorderedIterator(IMapIterator[T]):
+    """The iterator ``imap_unordered`` returns: results as they finish
+    (pushed to it by done-callbacks)."""
+
+    def __init__(self, pool: Pool) -> None:
+        super().__init__(pool, push=True)
+
+    def next(self, timeout: float | None = None) -> T:
         with self._cond:
             if not self._items:
-                if self._index == self._length:
+                if self._taken == self._length:
                     raise StopIteration
                 if not self._terminated:
-                    self._cond.wait(timeout)
+                    self._cond.wait_for(
+                        lambda: self._items or self._taken == self._length or self._terminated,
+                        timeout)
                 if not self._items:
-                    if self._index == self._length:
+                    if self._taken == self._length:
                         raise StopIteration
                     raise _timeout_error(self._terminated)
             success, value = self._items.popleft()
@@ -317,51 +419,42 @@ class IMapIterator(_Job, Generic[T]):
 
     __next__ = next
 
-    def _append(self, success: bool, value: Any) -> None:
-        if success:
-            self._items.extend((True, v) for v in value)
-        else:
-            self._items.append((False, value))
-        self._index += 1
+    def _add(self, index: int, future: Future[Any], single: bool) -> None:
+        with self._cond:
+            self._queued += 1
+        future.add_done_callback(lambda f: self._take(index, f, single))
 
     def _set(self, index: int, success: bool, value: Any) -> None:
         with self._cond:
-            if self._terminated:
-                return
-            if index != self._index:
-                self._unsorted[index] = (success, value)
-                return
-            self._append(success, value)
-            while self._index in self._unsorted:
-                self._append(*self._unsorted.pop(self._index))
+            super()._set(index, success, value)
             self._cond.notify()
-            if self._index == self._length:
-                self._forget()
 
     def _set_length(self, length: int) -> None:
         with self._cond:
             self._length = length
-            if self._index == length:
-                self._cond.notify()
-                self._forget()
-
-    def _terminate(self) -> None:
-        with self._cond:
-            super()._terminate()
             self._cond.notify_all()
 
 
-class IMapUnorderedIterator(IMapIterator[T]):
-    """The iterator ``imap_unordered`` returns: results as they finish."""
+def _wait(future: Future[Any], timeout: float | None) -> bool:
+    """Wait for a task in this thread (which takes its result from the
+    worker); False on timeout."""
+    from concurrent.futures import CancelledError
 
-    def _set(self, index: int, success: bool, value: Any) -> None:
-        with self._cond:
-            if self._terminated:
-                return
-            self._append(success, value)
-            self._cond.notify()
-            if self._index == self._length:
-                self._forget()
+    try:
+        future.exception(timeout)
+    except TimeoutError:
+        return False
+    except CancelledError:   # terminate()
+        pass
+    return True
+
+
+def _failed_future(exc: BaseException) -> Future[Any]:
+    from concurrent.futures import Future
+
+    future: Future[Any] = Future()
+    future.set_exception(exc)
+    return future
 
 
 class Pool:
@@ -395,13 +488,13 @@ class Pool:
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         self._processes = processes
-        self._cache: dict[int, _Job] = {}
+        self._jobs: weakref.WeakSet[_Job] = weakref.WeakSet()   # for terminate()
         self._lock = threading.Lock()
         self._tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()   # imap calls, for the feeder
         self._feeder: threading.Thread | None = None
         # The initializer travels as a partial: functions in it go by value
         # (lambdas too); its arguments are decoded once the authkey is set.
-        init = functools.partial(_init_worker, bytes(multiprocessing.current_process().authkey),
+        init = functools.partial(init_worker, bytes(multiprocessing.current_process().authkey),
                                  initializer, _core.encode(tuple(initargs)))
         self._pool = _flavored(InterpoolPool)(
             processes, initializer=init, max_tasks_per_worker=maxtasksperchild,
@@ -430,20 +523,19 @@ class Pool:
     def _submit(self, func: Callable[..., Any], chunk: list[Any], star: bool,
                 job: _Job, index: int) -> None:
         """Queue one task of `job`: func on each item of `chunk` (each an
-        args tuple if `star`); its result goes to ``job._set(index, ...)``
-        as a list."""
+        args tuple if `star`), its result to ``job``."""
         single = len(chunk) == 1
         try:
             if single:
                 args = tuple(chunk[0]) if star else (chunk[0],)
                 future = self._pool.submit(func, *args)
             else:
-                runner = _run_star_chunk if star else _run_chunk
+                runner = run_star_chunk if star else run_chunk
                 future = self._pool.submit(functools.partial(runner, func), chunk)
         except Exception as exc:   # an argument that cannot be sent: this task fails
-            job._set(index, False, _sending_error(exc))
+            job._fail(index, _sending_error(exc))
             return
-        future.add_done_callback(lambda f: job._set_future(index, f, single))
+        job._add(index, future, single)
 
     def _map_async(
         self, func: Callable[..., Any], iterable: Iterable[Any], star: bool,
@@ -494,7 +586,7 @@ class Pool:
                 self._submit(func, chunk, False, result, index)
                 index += 1
         except Exception as exc:   # the input failed: its place in the results
-            result._set(index, False, exc)
+            result._fail(index, exc)
             index += 1
         result._set_length(index)
 
@@ -519,9 +611,9 @@ class Pool:
         try:
             future = self._pool.submit(func, *args, **kwds)
         except Exception as exc:
-            result._set(0, False, _sending_error(exc))
+            result._fail(0, _sending_error(exc))
         else:
-            future.add_done_callback(lambda f: result._set_future(0, f, True))
+            result._add(0, future, True)
         return result
 
     def map(self, func: Callable[[S], T], iterable: Iterable[S],
@@ -590,9 +682,9 @@ class Pool:
         with self._lock:
             self._state = TERMINATE
             self._tasks.put(None)
-        self._pool.shutdown(wait=False, interrupt=True)
-        for job in list(self._cache.values()):
+        for job in list(self._jobs):   # first: their stopped tasks' errors are no results
             job._terminate()
+        self._pool.shutdown(wait=False, interrupt=True)
         from ._atexit import GRACE
 
         self._pool._core.join(GRACE)
