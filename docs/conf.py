@@ -29,7 +29,7 @@ myst_enable_extensions = ["colon_fence"]
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True}
 # intersphinx needs the network: the references stay plain text offline.
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
 
