@@ -348,10 +348,7 @@ class IMapIterator(_Job, Generic[T]):
             self._pull(remaining)
             if not self._items and deadline is not None and time.monotonic() >= deadline:
                 raise _timeout_error(self._terminated)
-        success, value = self._items.popleft()
-        if success:
-            return value  # type: ignore[no-any-return]
-        raise value
+        return _unpack(self._items.popleft())
 
     __next__ = next
 
@@ -412,10 +409,8 @@ class IMapUnorderedIterator(IMapIterator[T]):
                     if self._taken == self._length:
                         raise StopIteration
                     raise _timeout_error(self._terminated)
-            success, value = self._items.popleft()
-        if success:
-            return value  # type: ignore[no-any-return]
-        raise value
+            item = self._items.popleft()
+        return _unpack(item)
 
     __next__ = next
 
@@ -433,6 +428,14 @@ class IMapUnorderedIterator(IMapIterator[T]):
         with self._cond:
             self._length = length
             self._cond.notify_all()
+
+
+def _unpack(item: tuple[bool, Any]) -> Any:
+    """An iterator's next value, or its exception raised."""
+    success, value = item
+    if success:
+        return value
+    raise value
 
 
 def _wait(future: Future[Any], timeout: float | None) -> bool:
