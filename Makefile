@@ -4,15 +4,24 @@
 PY := tools/python
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: test test-3.13 test-3.14 test-3.15 check-layers debug-test refleak bench bench-quick examples asan clean wheel-check peers
+.PHONY: test test-3.13 test-3.14 test-3.15 check-layers docs debug-test refleak bench bench-quick examples asan clean wheel-check peers
 
-test: check-layers test-3.14 test-3.13 test-3.15 debug-test refleak bench-quick wheel-check
+test: check-layers docs test-3.14 test-3.13 test-3.15 debug-test refleak bench-quick wheel-check
 
 # The C core keeps its layers and no two files (C or Python) depend on each
 # other in a circle (tools/check_layers.py).
 check-layers:
 	tools/provision
 	$(PY) tools/check_layers.py --symbols
+
+# The documentation (docs/, Sphinx + MyST from the root filesystem): HTML in
+# docs/_build/html, then the examples marked as tests run (doctest builder).
+# Warnings are errors.
+SPHINX := $(PY) -m sphinx -W --keep-going -q -d docs/_build/doctrees
+docs:
+	tools/provision
+	$(SPHINX) -b html docs docs/_build/html
+	$(SPHINX) -b doctest docs docs/_build/doctest
 
 test-3.14:
 	tools/provision
@@ -61,5 +70,5 @@ asan:
 	ASAN_OPTIONS=detect_leaks=0 $(PYTEST) -x -p no:faulthandler
 
 clean:
-	rm -rf build dist src/*.egg-info bench-results
+	rm -rf build dist src/*.egg-info bench-results docs/_build
 	rm -f src/interpool/*.so src/interpool/*.so.flags

@@ -1031,3 +1031,63 @@ def test_runner_initializer():
             assert interp != 0
             assert calls == 1
             assert [tag for tag, _ in threads] == ["w"]
+
+
+def test_runner_start_again_after_the_block_closed():
+    """Each `with runner.start():` starts fresh workers, as the seed
+    design's Runner (issue 21); a wrapped function works in the next block."""
+    runner = interpool.Runner(workers=1)
+    pools, ids = [], []
+    square = None
+    for _ in range(3):
+        with runner.start() as started:
+            assert started is runner
+            square = square or runner.wrap(ha.square)
+
+            async def main():
+                return await runner.run(ha.interp_id), await square(4)
+
+            interp, squared = asyncio.run(main())
+            ids.append(interp)
+            assert squared == 16
+            pools.append(runner.pool)
+        with pytest.raises(RuntimeError, match="not started"):
+            runner.run(ha.ident, 1)
+    assert len(set(map(id, pools))) == 3
+    assert all("shut down" in repr(pool) for pool in pools)
+    assert len(set(ids)) == 3   # a fresh interpreter each time
+
+
+def test_runner_async_with_again():
+    runner = interpool.Runner(workers=1)
+
+    async def main():
+        for i in range(2):
+            async with runner as r:
+                assert await r.run(ha.square, i) == i * i
+
+    asyncio.run(main())
+
+
+def test_runner_takes_the_pool_options():
+    runner = interpool.Runner(max_workers=2, concurrency=4, task_timeout=30,
+                              max_tasks_per_worker=100, name="seed-runner")
+    with runner.start():
+        assert runner.pool.workers == 2
+        assert runner.pool.concurrency == 4
+        assert runner.pool.name == "seed-runner"
+
+        import helpers_coro as hcoro
+
+        async def main():   # async def tasks, 4 at a time on each worker's loop
+            return await asyncio.gather(*(runner.run(hcoro.add, i, i, delay=0.01) for i in range(8)))
+
+        assert asyncio.run(main()) == [2 * i for i in range(8)]
+
+
+def test_runner_bad_option_fails_at_start():
+    runner = interpool.Runner(concurrency=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        runner.start()
+    with pytest.raises(TypeError):
+        interpool.Runner(concurency=2)   # a misspelt option, at the call

@@ -1,4 +1,6 @@
-"""CPython's own InterpreterPoolExecutor tests, run on interpool's class.
+"""CPython's own InterpreterPoolExecutor tests, run on interpool's class (and
+its multiprocessing.Pool tests, on interpool.multiprocessing.Pool: the last
+test here).
 
 ``tests/cpython_suite/run_cpython_suite.py`` swaps
 ``interpool.InterpreterPoolExecutor`` in for the stdlib class (everywhere
@@ -34,9 +36,9 @@ RUN_TIMEOUT = 240
 GROUPS = ("tests stdlib internals: ", "documented deviation: ", "interpool bug: ")
 
 
-def _suite_available():
+def _suite_available(name="test.test_concurrent_futures"):
     try:
-        return importlib.util.find_spec("test.test_concurrent_futures") is not None
+        return importlib.util.find_spec(name) is not None
     except Exception:  # no `test` package at all, or it refused to import
         return False
 
@@ -53,14 +55,14 @@ def _tail(text, lines=80):
     return "\n".join((text or "").splitlines()[-lines:])
 
 
-def _run_suite(json_path, cwd):
+def _run_suite(json_path, cwd, runner="run_cpython_suite"):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [SUITE_DIR, SRC_DIR] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.pop("PYTHONWARNINGS", None)
     env.pop("INTERPOOL_CPYTHON_SWAP", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "run_cpython_suite", "--json", json_path],
+        [sys.executable, "-m", runner, "--json", json_path],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # so a hung run's own subprocesses die with it
     )
@@ -84,9 +86,14 @@ def _run_suite(json_path, cwd):
            f"Python {sys.version_info.major}.{sys.version_info.minor}",
 )
 def test_cpython_interpreter_pool_executor_suite(tmp_path):
-    expectations = _load("expectations")
+    _check_suite(tmp_path, "run_cpython_suite", _load("expectations"), minimum=60)
+
+
+def _check_suite(tmp_path, runner, expectations, minimum):
+    """Run one of the runners; every outcome as its expectations say, and
+    nothing of interpool left alive at the end."""
     json_path = str(tmp_path / "results.json")
-    rc, out, err = _run_suite(json_path, tmp_path)
+    rc, out, err = _run_suite(json_path, tmp_path, runner)
 
     if rc == 2:
         pytest.skip(f"the runner found no usable CPython test suite: {_tail(err, 5)}")
@@ -99,7 +106,7 @@ def test_cpython_interpreter_pool_executor_suite(tmp_path):
     print(summary)
 
     assert report["swapped"], "the stdlib class was not swapped out"
-    assert len(outcomes) >= 60, f"too few tests collected: {summary}"
+    assert len(outcomes) >= minimum, f"too few tests collected: {summary}"
 
     for test_id, reason in expectations.EXPECTED_FAILURES.items():
         assert reason.startswith(GROUPS), f"{test_id}: reason must start with one of {GROUPS}"
@@ -130,3 +137,16 @@ def test_cpython_interpreter_pool_executor_suite(tmp_path):
     core = report["leaks"]["core"]
     assert core.get("workers") == 0 and core.get("tasks") == 0, report["leaks"]
     assert rc == 0, f"runner and this test disagree (exit status {rc}):\n{_tail(err, 30)}"
+
+
+@pytest.mark.skipif(
+    not _suite_available("test._test_multiprocessing"),
+    reason=f"CPython's test suite (test._test_multiprocessing) is not installed for "
+           f"Python {sys.version_info.major}.{sys.version_info.minor}",
+)
+def test_cpython_multiprocessing_pool_suite(tmp_path):
+    """CPython's multiprocessing.Pool tests (_TestPool & co.) on
+    interpool.multiprocessing.Pool (tests/cpython_suite/run_multiprocessing_pool.py;
+    what cannot apply, and why, is in expectations_multiprocessing.py)."""
+    _check_suite(tmp_path, "run_multiprocessing_pool", _load("expectations_multiprocessing"),
+                 minimum=30)

@@ -1309,3 +1309,23 @@ def test_extension_is_multi_phase():
     assert again.Completions is not _core.Completions
     assert again.decode(again.encode({"a": [1]})) == {"a": [1]}
     assert set(again.live_counts()) >= {"pools", "workers", "tasks"}
+
+
+def test_max_workers_is_a_synonym_of_workers():
+    """concurrent.futures spells it max_workers (issue 21)."""
+    with interpool.Pool(max_workers=2) as pool:
+        assert pool.workers == 2
+        assert pool.submit(ht.square, 3).result(60) == 9
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_and_max_workers_together_is_a_type_error(workers):
+    with pytest.raises(TypeError, match="workers or max_workers"):
+        interpool.Pool(workers, max_workers=2)
+
+
+def test_max_workers_is_checked_as_workers():
+    with pytest.raises(ValueError, match="at least 1"):
+        interpool.Pool(max_workers=0)
+    with pytest.raises(TypeError, match="workers must be an int"):
+        interpool.Pool(max_workers="2")

@@ -1,15 +1,21 @@
 """interpool as a user's type checker sees it.
 
-- tests/typing_cases/typed_program.py, a typed program full of
-  ``typing.assert_type``, must pass ``mypy --strict`` with no error (and
-  run);
+- tests/typing_cases/typed_program.py (and typed_multiprocessing.py,
+  typed_anyio.py), typed programs full of ``typing.assert_type``, must pass
+  ``mypy --strict`` and basedpyright in strict mode with no error (and run);
 - tests/typing_cases/typed_mistakes.py must get exactly the errors its
-  ``# E: <codes>`` comments announce;
+  ``# E: <codes>`` comments announce (basedpyright: an error on exactly
+  those lines);
+- the package's public API is complete for type checkers
+  (``basedpyright --verifytypes``: every exported name has a known type);
 - the package's names are explicit re-exports for type checkers, yet still
   loaded lazily at run time, so worker interpreters import no typing,
   asyncio or concurrent.futures at start-up.
 
 The mypy checks skip (with the reason) where mypy is not installed.
+basedpyright comes from PyPI (``tools/basedpyright.py`` installs a pinned
+version once, apart from the system's packages): without PyPI its checks
+skip, except under CI=true, where they fail.
 """
 
 import importlib.util
@@ -27,6 +33,9 @@ CASES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "typing_cases")
 PROGRAM = "typed_program.py"
 MISTAKES = "typed_mistakes.py"
 ANYIO_PROGRAM = "typed_anyio.py"
+MP_PROGRAM = "typed_multiprocessing.py"
+PYRIGHT_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "tools", "basedpyright.py")
 
 def _mypy_command():
     """How to run mypy for this Python: with this interpreter when mypy runs
@@ -71,7 +80,7 @@ def _env():
 @pytest.fixture(scope="module")
 def mypy_errors(tmp_path_factory):
     """{case file name: [(line, code, message)]} from one `mypy --strict` run."""
-    files = [PROGRAM, MISTAKES] + ([ANYIO_PROGRAM] if HAS_ANYIO else [])
+    files = [PROGRAM, MP_PROGRAM, MISTAKES] + ([ANYIO_PROGRAM] if HAS_ANYIO else [])
     cache = tmp_path_factory.mktemp("mypy-cache")
     proc = subprocess.run(
         [*MYPY, "--strict", "--show-error-codes", "--no-error-summary",
@@ -94,6 +103,11 @@ def mypy_errors(tmp_path_factory):
 @needs_mypy
 def test_typed_program_passes_mypy_strict(mypy_errors):
     assert mypy_errors[PROGRAM] == []
+
+
+@needs_mypy
+def test_typed_multiprocessing_program_passes_mypy_strict(mypy_errors):
+    assert mypy_errors[MP_PROGRAM] == []
 
 
 @needs_mypy
@@ -122,6 +136,92 @@ def test_mistakes_name_the_typo(mypy_errors):
     assert any('"Runnr"; maybe "Runner"?' in m for m in messages)
 
 
+# ------------------------------------------------------------ basedpyright
+
+
+@pytest.fixture(scope="module")
+def pyright():
+    """Run basedpyright (strict: tests/typing_cases/pyrightconfig.json) in
+    the cases directory; returns (exit status, its JSON report)."""
+    import json
+
+    install = subprocess.run([sys.executable, PYRIGHT_TOOL, "--install"],
+                             capture_output=True, text=True, timeout=900)
+    if install.returncode != 0:
+        reason = f"basedpyright could not be installed from PyPI:\n{install.stderr[-2000:]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)   # CI has PyPI: this check must run there
+        pytest.skip(reason)
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, PYRIGHT_TOOL, "--outputjson", *args],
+                              cwd=CASES, env=_env(), capture_output=True, text=True, timeout=600)
+        try:
+            return proc.returncode, json.loads(proc.stdout)
+        except ValueError:
+            pytest.fail(f"basedpyright failed to run (status {proc.returncode}):\n"
+                        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+    return run
+
+
+def _pyright_errors(report):
+    """{file name: [(line, rule, message)]} of the errors in a report."""
+    errors = {}
+    for diag in report["generalDiagnostics"]:
+        if diag["severity"] == "error":
+            errors.setdefault(os.path.basename(diag["file"]), []).append(
+                (diag["range"]["start"]["line"] + 1, diag.get("rule"), diag["message"]))
+    return errors
+
+
+@pytest.fixture(scope="module")
+def pyright_errors(pyright):
+    files = [PROGRAM, MP_PROGRAM, MISTAKES] + ([ANYIO_PROGRAM] if HAS_ANYIO else [])
+    _, report = pyright(*files)
+    assert report["summary"]["filesAnalyzed"] == len(files), report["summary"]
+    return _pyright_errors(report)
+
+
+def test_typed_programs_pass_basedpyright_strict(pyright_errors):
+    for name in (PROGRAM, MP_PROGRAM) + ((ANYIO_PROGRAM,) if HAS_ANYIO else ()):
+        assert pyright_errors.get(name, []) == [], name
+
+
+def test_mistakes_are_rejected_by_basedpyright(pyright_errors):
+    """An error on every line marked `# E:` (pyright names its rules apart
+    from mypy's codes), and on no other line."""
+    expected = set()
+    with open(os.path.join(CASES, MISTAKES)) as f:
+        for number, text in enumerate(f, 1):
+            if EXPECTED.search(text):
+                expected.add(number)
+    reported = {line for line, _, _ in pyright_errors.get(MISTAKES, [])}
+    assert reported == expected, pyright_errors.get(MISTAKES)
+
+
+# Public names whose type basedpyright cannot know, each with the reason.
+UNKNOWN_PUBLIC_TYPES = {
+    "interpool.joblib.InterpoolBackend":
+        "its base classes are joblib's, and joblib ships no types",
+}
+
+
+def test_public_api_is_complete_for_type_checkers(pyright):
+    """``--verifytypes``: every name interpool exports has a known type
+    (what pyright-based editors show users)."""
+    _, report = pyright("--verifytypes", "interpool", "--ignoreexternal")
+    problems = [
+        f"{symbol['name']}: {[d['message'] for d in symbol['diagnostics']]}"
+        for symbol in report["typeCompleteness"]["symbols"]
+        if any(d["severity"] == "error" for d in symbol["diagnostics"])
+        and symbol["name"] not in UNKNOWN_PUBLIC_TYPES
+    ]
+    assert problems == [], "\n".join(problems)
+    modules = {m["name"] for m in report["typeCompleteness"]["modules"]}
+    assert {"interpool", "interpool.multiprocessing"} <= modules
+
+
 def _run_case(name):
     proc = subprocess.run(
         [sys.executable, name], cwd=CASES, env=_env(), capture_output=True, text=True, timeout=300
@@ -132,6 +232,10 @@ def _run_case(name):
 
 def test_typed_program_runs():
     assert "typed program ok" in _run_case(PROGRAM)
+
+
+def test_typed_multiprocessing_program_runs():
+    assert "typed multiprocessing program ok" in _run_case(MP_PROGRAM)
 
 
 @needs_anyio

@@ -1,9 +1,20 @@
 """Exceptions of interpool's public API, and the one place each is made."""
 
-try:  # so `except BrokenInterpreterPool` catches it, as with the stdlib executor
-    from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
-except ImportError:  # pragma: no cover - CPython built without subinterpreters
-    from concurrent.futures import BrokenExecutor as _BrokenBase
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False   # not from typing: see __init__.py
+if TYPE_CHECKING:   # one base for type checkers, by version, as at run time
+    if sys.version_info >= (3, 14):
+        from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
+    else:
+        from concurrent.futures import BrokenExecutor as _BrokenBase
+else:
+    try:  # so `except BrokenInterpreterPool` catches it, as with the stdlib executor
+        from concurrent.futures.interpreter import BrokenInterpreterPool as _BrokenBase
+    except ImportError:  # CPython 3.13, or built without subinterpreters
+        from concurrent.futures import BrokenExecutor as _BrokenBase
 
 __all__ = ["BrokenPool", "PoolShutdownError", "RemoteError", "RemoteTraceback", "TaskInterrupted"]
 
@@ -28,7 +39,7 @@ class RemoteError(Exception):
         self.message = message
         self.traceback = traceback
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[RemoteError], tuple[str, str, str]]:
         return type(self), (self.type_name, self.message, self.traceback)
 
 

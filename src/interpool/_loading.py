@@ -408,11 +408,13 @@ def worker_setup(config, index: int) -> None:
 
         _worker_output.install(channel, f"{name}_{index}", bool(config.get("forward_output")),
                                bool(config.get("forward_logging")))
-    if config.get("flavor") == "stdlib":
+    flavor = config.get("flavor")
+    if flavor == "stdlib":
         stdlib_errors = True
+    if flavor in ("stdlib", "multiprocessing"):   # the drop-ins report errors as theirs
         from . import _remote
 
-        _remote.style = "stdlib"
+        _remote.style = flavor
     main = config.get("main")
     if main:
         _main_info = main

@@ -87,9 +87,13 @@ class _State:
 class Pool(AsyncPoolMethods):
     """A pool of worker threads, each running Python in its own subinterpreter.
 
-    ``Pool(workers=None, *, initializer=None, initargs=(), name=None,
-    concurrency=1, loop_factory=None, task_timeout=None,
+    ``Pool(workers=None, *, max_workers=None, initializer=None, initargs=(),
+    name=None, concurrency=1, loop_factory=None, task_timeout=None,
     max_tasks_per_worker=None, forward_output=True, forward_logging=True)``
+
+    ``workers`` (default: one per CPU this process may use) is the number
+    of worker interpreters; ``max_workers`` is the same, as
+    ``concurrent.futures`` spells it (give one of the two).
 
     Module-level functions travel by reference (module and qualified
     name); lambdas, nested functions and closures travel by value (code
@@ -125,6 +129,7 @@ class Pool(AsyncPoolMethods):
         self,
         workers: int | None = None,
         *,
+        max_workers: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: Iterable[object] = (),
         name: str | None = None,
@@ -135,6 +140,10 @@ class Pool(AsyncPoolMethods):
         forward_output: bool = True,
         forward_logging: bool = True,
     ) -> None:
+        if max_workers is not None:   # concurrent.futures' spelling
+            if workers is not None:
+                raise TypeError("Pool() takes workers or max_workers (the same thing), not both")
+            workers = max_workers
         if workers is None:
             workers = cpu_count()
         elif isinstance(workers, bool) or not isinstance(workers, int):

@@ -21,6 +21,8 @@ from __future__ import annotations
 # interpool._loading.worker_setup): causes are ExecutionFailed, and
 # exceptions raised by the codec (a result it cannot send) are
 # NotShareableError, as the stdlib's executor reports them.
+# "multiprocessing" in those of interpool.multiprocessing.Pool: a result the
+# codec cannot send is a MaybeEncodingError, as multiprocessing reports it.
 style = "pool"
 
 _MAX_MEMBERS_DEPTH = 8
@@ -78,6 +80,8 @@ def pack_exception(exc: BaseException, depth: int = 0) -> tuple:
     traceback text, recipe or None, style)."""
     if style == "stdlib" and depth == 0 and _from_codec(exc):
         exc = _result_not_shareable(exc)
+    elif style == "multiprocessing" and depth == 0 and _from_codec(exc):
+        exc = _maybe_encoding_error(exc)
     try:
         text = _traceback_text(exc)
     except Exception:
@@ -115,6 +119,16 @@ def _result_not_shareable(exc: BaseException) -> BaseException:
     except ImportError:  # pragma: no cover
         return exc
     err = NotShareableError(f"object does not support cross-interpreter data: {exc}")
+    err.__cause__ = exc
+    return err
+
+
+def _maybe_encoding_error(exc: BaseException) -> BaseException:
+    """multiprocessing's error for a result it cannot send back (the value
+    itself is gone by now: the codec's message names its type)."""
+    from multiprocessing.pool import MaybeEncodingError
+
+    err = MaybeEncodingError(exc.__cause__ or exc, _safe_str(exc))
     err.__cause__ = exc
     return err
 

@@ -322,7 +322,7 @@ class InterpreterWorkerPlugin(WorkerPlugin):
             raise TypeError(f"InterpreterWorkerPlugin: {exc} (not an interpool.Pool option)") from None
         self.workers = workers
         self.name = name
-        self.default = default or name == "default"
+        self.default: bool = default or name == "default"
         self.pool_options = pool_options
         # Per worker (a plugin object is shared by all in-process workers).
         self._executors: dict[int, tuple[Any, InterpreterExecutor, Executor | None]] = {}

@@ -55,3 +55,25 @@ def check():
         places["util.InterpreterPoolMixin.executor_type"] = util.InterpreterPoolMixin.executor_type
     wrong = {name: cls for name, cls in places.items() if cls is not ours}
     assert not wrong, f"swap not in effect: {wrong}"
+
+
+MULTIPROCESSING_POOL = None
+
+
+def install_multiprocessing():
+    """Make ``multiprocessing.Pool`` interpool's drop-in.
+
+    CPython's ``test._test_multiprocessing`` calls ``multiprocessing.Pool``
+    (a module attribute, looked up at each call) and binds it into
+    ``ProcessesMixin.Pool`` when the module is imported: this must run
+    before that import.  ``multiprocessing.pool.Pool`` (the class itself)
+    is left alone."""
+    global MULTIPROCESSING_POOL
+    import multiprocessing
+
+    from interpool.multiprocessing import Pool as ours
+
+    if MULTIPROCESSING_POOL is None and multiprocessing.Pool is not ours:
+        MULTIPROCESSING_POOL = multiprocessing.Pool
+    multiprocessing.Pool = ours
+    return ours

@@ -80,8 +80,9 @@ _RANK = {"skipped": 0, "expected_failure": 1, "passed": 1, "unexpected_success":
 # ----------------------------------------------------------------- subprocesses
 
 
-def _patch_script_helper():
-    """Make ``assert_python_ok`` & co. run their scripts with the swap.
+def _patch_script_helper(swap="1"):
+    """Make ``assert_python_ok`` & co. run their scripts with the swap
+    (``swap``: the value of INTERPOOL_CPYTHON_SWAP, see boot/sitecustomize.py).
 
     They normally run ``python -I`` (isolated: PYTHONPATH ignored) when given
     no environment variables.  Here they get PYTHONPATH = boot dir, this dir,
@@ -107,7 +108,7 @@ def _patch_script_helper():
         if inherited:
             path.append(inherited)
         env_vars["PYTHONPATH"] = os.pathsep.join(path)
-        env_vars["INTERPOOL_CPYTHON_SWAP"] = "1"
+        env_vars["INTERPOOL_CPYTHON_SWAP"] = swap
         env_vars["__isolated"] = False
         return original(*args, **env_vars)
 
@@ -213,7 +214,6 @@ def build_suite(selectors=()):
 
     import pkgutil
 
-    loader = unittest.TestLoader()
     package = importlib.import_module(PACKAGE)
     modules = [importlib.import_module(f"{PACKAGE}.{info.name}")
                for info in pkgutil.iter_modules(package.__path__)
@@ -232,6 +232,12 @@ def build_suite(selectors=()):
         and issubclass(cls, util.InterpreterPoolMixin) and cls.__module__ == module.__name__
     ]
 
+    return make_suite(classes, selectors, expectations)
+
+
+def make_suite(classes, selectors, expectations):
+    """The tests of `classes` whose id contains one of `selectors` (all if
+    none), those in ``expectations.SKIP`` marked skipped with their reason."""
     for cls in classes:
         for test_id, reason in expectations.SKIP.items():
             cls_path, method = test_id.rsplit(".", 1)
@@ -239,6 +245,7 @@ def build_suite(selectors=()):
                 skipped = unittest.skip(f"interpool SKIP: {reason}")(getattr(cls, method))
                 setattr(cls, method, skipped)
 
+    loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     for cls in classes:
         for test in _iter_tests(loader.loadTestsFromTestCase(cls)):
@@ -247,7 +254,7 @@ def build_suite(selectors=()):
     return suite
 
 
-def verdict(outcomes):
+def verdict(outcomes, expectations=expectations):
     """The outcomes (and expectations) that contradict each other, as text."""
     problems = []
     for test_id, entry in sorted(outcomes.items()):
@@ -291,15 +298,20 @@ def _leaks(settle=10.0):
     return report
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(argv, doc, stdlib_help):
+    """A runner's command line (this one's and run_multiprocessing_pool's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--json", help="write per-test outcomes to this file")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("-k", dest="selectors", action="append", default=[],
                         help="run only tests whose id contains this (repeatable)")
-    parser.add_argument("--stdlib", action="store_true",
-                        help="baseline: run the same tests on the stdlib class (no swap, no verdict)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--stdlib", action="store_true", help=stdlib_help)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv, __doc__,
+                      "baseline: run the same tests on the stdlib class (no swap, no verdict)")
 
     try:
         # The package only; its test modules must be imported after the swap.
@@ -325,6 +337,12 @@ def main(argv=None):
         traceback.print_exc()
         return 3
 
+    return run_and_report(suite, args, expectations, swapped=cpython_swap.STDLIB_CLASS is not None)
+
+
+def run_and_report(suite, args, expectations, swapped):
+    """Run the suite; print (and with --json write) the outcomes and the
+    verdict against `expectations`; return the exit status."""
     test_ids = [test.id() for test in _iter_tests(suite)]  # run() drops the tests
     started = time.monotonic()
     runner = unittest.TextTestRunner(
@@ -337,7 +355,7 @@ def main(argv=None):
     for test_id in test_ids:  # tests whose class setup failed never start
         outcomes.setdefault(test_id, {"outcome": "error", "seconds": None,
                                         "detail": "did not run (class/module setup failed?)"})
-    problems = verdict(outcomes) if not (args.selectors or args.stdlib) else []
+    problems = verdict(outcomes, expectations) if not (args.selectors or args.stdlib) else []
     counts = {}
     for entry in outcomes.values():
         counts[entry["outcome"]] = counts.get(entry["outcome"], 0) + 1
@@ -347,7 +365,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump({"python": sys.version, "seconds": round(elapsed, 2),
                        "counts": counts, "outcomes": outcomes, "problems": problems,
-                       "leaks": leaks, "swapped": cpython_swap.STDLIB_CLASS is not None},
+                       "leaks": leaks, "swapped": swapped},
                       f, indent=1, sort_keys=True)
 
     print(f"\ncounts: {json.dumps(counts, sort_keys=True)} in {elapsed:.1f}s", file=sys.stderr)

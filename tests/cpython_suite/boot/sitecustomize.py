@@ -6,6 +6,8 @@ their PYTHONPATH and sets INTERPOOL_CPYTHON_SWAP=1, so those scripts'
 ``from concurrent.futures import InterpreterPoolExecutor`` gets interpool's
 class too.  Only the main interpreter swaps: worker interpreters (which also
 run ``site``) need not import interpool's caller-side API.
+INTERPOOL_CPYTHON_SWAP=multiprocessing swaps ``multiprocessing.Pool``
+instead (tests/cpython_suite/run_multiprocessing_pool.py).
 
 This shadows the distribution's own sitecustomize (Debian's only installs
 the apport hook), which we chain to below.
@@ -22,10 +24,14 @@ def _main_interpreter():
     return _interpreters.get_current()[0] == _interpreters.get_main()[0]
 
 
-if os.environ.get("INTERPOOL_CPYTHON_SWAP") == "1" and _main_interpreter():
+_SWAP = os.environ.get("INTERPOOL_CPYTHON_SWAP")
+if _SWAP in ("1", "multiprocessing") and _main_interpreter():
     import cpython_swap
 
-    cpython_swap.install()
+    if _SWAP == "1":
+        cpython_swap.install()
+    else:
+        cpython_swap.install_multiprocessing()
 
 try:  # what Debian's sitecustomize does
     import apport_python_hook
