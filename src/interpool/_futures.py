@@ -49,6 +49,7 @@ class TaskFuture(Future):
 
     _handle: Any = None
     _completions: Any = None   # the ThreadCompletions it is resolved through
+    _detour: Any = None        # a pool's fallback may run a refused call again (_fallback._Call)
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,6 +94,12 @@ class TaskFuture(Future):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return super().exception(self._take(timeout))
 
+    def set_exception(self, exception: BaseException | None) -> None:
+        detour = self._detour
+        if detour is not None and detour.rerun(self, exception):
+            return   # it runs again in the pool's fallback, which resolves it
+        super().set_exception(exception)
+
     def add_done_callback(self, fn: Any) -> None:
         if not Future.done(self):
             self._need_background()  # it must run even if nobody waits
@@ -133,12 +140,19 @@ class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):
     explicitly"): pass ``asyncio.create_task(pool.run(...))`` there.
     """
 
-    __slots__ = ("_handle",)
+    __slots__ = ("_handle", "_detour")
 
     # Read by asyncio's repr of a Task running this "coroutine".
     __name__ = "interpool.Pool.run"
 
     _handle: Any
+    _detour: Any   # as TaskFuture's (set only by a pool with a fallback)
+
+    def set_exception(self, exception: type[BaseException] | BaseException, /) -> None:
+        detour = getattr(self, "_detour", None)
+        if detour is not None and detour.rerun(self, exception):
+            return   # it runs again in the pool's fallback, which resolves it
+        super().set_exception(exception)
 
     def cancel(self, msg: Any = None) -> bool:
         handle = getattr(self, "_handle", None)

@@ -10,12 +10,13 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from . import _atexit, _core, _forwarding, _loading
 from ._callables import describe_main, plan
 from ._completions import ThreadCompletions
 from ._errors import broken_error, stop_error
+from ._fallback import Fallback, check_fallback
 from ._futures import TaskFuture
 from ._pool_async import AsyncPoolMethods
 
@@ -66,6 +67,7 @@ class _State:
     def __init__(self, core: Any) -> None:
         self.core = core
         self.completions: ThreadCompletions | None = None
+        self.fallback: Fallback | None = None
 
     def stop(
         self, cancel: bool = False, cancel_running: bool = False, interrupt: bool = False,
@@ -77,6 +79,8 @@ class _State:
         thread exits once every result is in.  The exit hook and
         shutdown(wait=True) wait for the workers."""
         self.core.stop(cancel, cancel_running, interrupt)
+        if self.fallback is not None:
+            self.fallback.stop(cancel, interrupt)
         completions = self.completions
         if completions is not None:
             completions.close(resolve_later=not exiting)
@@ -88,7 +92,8 @@ class Pool(AsyncPoolMethods):
 
     ``Pool(workers=None, *, initializer=None, initargs=(), name=None,
     concurrency=1, loop_factory=None, task_timeout=None,
-    max_tasks_per_worker=None, forward_output=True, forward_logging=True)``
+    max_tasks_per_worker=None, forward_output=True, forward_logging=True,
+    fallback=None)``
 
     Module-level functions travel by reference (module and qualified
     name); lambdas, nested functions and closures travel by value (code
@@ -118,6 +123,15 @@ class Pool(AsyncPoolMethods):
     configuration, with the worker's name as ``record.threadName``.  With
     False, workers write to the process's file descriptors and log on
     their own.
+
+    ``fallback``: where a function runs whose module (or argument, or an
+    import it makes) cannot load in a subinterpreter (numpy, pydantic...).
+    None (the default): its call fails with ``SubinterpreterImportError``,
+    which names the module and the fixes.  ``"processes"``: it runs in
+    worker processes this pool owns (started on first need, at most
+    ``workers``); ``"threads"``: in threads of this interpreter.  Decided
+    once per function, on its first refused call (which runs again there),
+    with one RuntimeWarning.
     """
 
     def __init__(
@@ -133,6 +147,7 @@ class Pool(AsyncPoolMethods):
         max_tasks_per_worker: int | None = None,
         forward_output: bool = True,
         forward_logging: bool = True,
+        fallback: Literal["processes", "threads"] | None = None,
     ) -> None:
         if workers is None:
             workers = cpu_count()
@@ -156,6 +171,7 @@ class Pool(AsyncPoolMethods):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
         _check_timeout(task_timeout, "task_timeout")
+        check_fallback(fallback)
         if max_tasks_per_worker is not None:
             if isinstance(max_tasks_per_worker, bool) or not isinstance(max_tasks_per_worker, int):
                 raise TypeError("max_tasks_per_worker must be an int or None")
@@ -179,11 +195,16 @@ class Pool(AsyncPoolMethods):
         # Workers' print() and logging records go to this interpreter's
         # sys.stdout/sys.stderr and logging (not from a worker's own pools).
         forward = (forward_output or forward_logging) and not _loading.in_worker
-        self._core.set_setup({
+        setup = {
             "main": describe_main(), "name": self._name, "flavor": self._flavor,
-            "output": _forwarding.channel() if forward else None,
             "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
-        })
+        }
+        self._core.set_setup({**setup, "output": _forwarding.channel() if forward else None})
+        self._fallback = self._state.fallback = None if fallback is None else Fallback(
+            fallback, workers, self._name, initializer=initializer, initargs=initargs,
+            task_timeout=task_timeout, max_tasks=max_tasks_per_worker or 0,
+            setup={**setup, "forward": forward}, closures=self._send_closures,
+        )
         if initializer is not None:
             init_id, prefix = self._target(initializer)
             self._core.set_initializer(init_id, prefix + initargs)
@@ -214,6 +235,11 @@ class Pool(AsyncPoolMethods):
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fallback(self) -> Literal["processes", "threads"] | None:
+        """Where functions that cannot load in a subinterpreter run (or None)."""
+        return None if self._fallback is None else self._fallback.kind  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         state = "broken" if self._core.broken else "shut down" if self._shutdown else "running"
@@ -361,15 +387,20 @@ class Pool(AsyncPoolMethods):
 
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None, route: Any = None,
     ) -> Future[Any]:
         if self._shutdown:
             self._check_open()
+        fallback = self._fallback
+        if fallback is not None and fallback.diverts(fn, route):
+            return fallback.submit(fn, args, kwargs, timeout)
         fn_id, prefix = self._target(fn)
         completions = self._thread_completions()
         completions.resolve_ready()   # earlier results nobody waited for
         future: TaskFuture = TaskFuture()
         future._completions = completions
+        if fallback is not None:   # a refused call runs again there
+            future._detour = fallback.watch(fn, args, kwargs, timeout, route)
         call = (fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future)
         future._handle = self._core.submit(*call) if timeout is None else self._core.submit(*call, timeout)
         return future
@@ -463,6 +494,9 @@ class Pool(AsyncPoolMethods):
         else:
             feed, window, window_bytes = iter(tasks), buffersize, None
         run = _MapRun(self._core, fn_id, chunked, feed, window, window_bytes)
+        if self._fallback is not None:
+            run.detour = self._fallback.map_detour(fn, len(prefix), chunked, self._core, fn_id,
+                                                   run.completions)
         run.refill()   # the first tasks are queued now, as the stdlib's map does
         return self._results(run, end_time, bool(ordered))
 
@@ -474,13 +508,18 @@ class Pool(AsyncPoolMethods):
                 want = run.consumed if ordered else -1   # the index to yield next
                 while want not in arrived if ordered else not arrived:
                     remaining = None if end_time is None else end_time - time.monotonic()
+                    if run.detour is not None and run.detour.collect(arrived, want, ordered, remaining):
+                        continue   # results from the fallback
                     # Sleep until the result we need is there (or a batch of
                     # others): never later, and not once per other result.
                     if completions.wait(
                         remaining if remaining is None or remaining > 0 else 0,
                         _MAP_BATCH if ordered else 1, want,
                     ):
-                        for i, ok, value in completions.drain():
+                        drained = completions.drain()
+                        if run.detour is not None:   # refused ones run again in the fallback
+                            drained = run.detour.sift(drained)
+                        for i, ok, value in drained:
                             arrived[i] = (ok, value)
                     elif remaining is not None and remaining <= 0:
                         raise TimeoutError()
@@ -499,6 +538,8 @@ class Pool(AsyncPoolMethods):
         finally:
             if run.consumed < run.submitted:
                 self._core.cancel_queued(completions)
+                if run.detour is not None:
+                    run.detour.close()
 
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
@@ -522,6 +563,8 @@ class Pool(AsyncPoolMethods):
                 thread = completions.thread
                 if thread is not None and thread is not threading.current_thread():
                     thread.join()
+            if self._fallback is not None:
+                self._fallback.join()   # after the results that could still go there
             _forwarding.drain()  # what the workers printed last (their exit) is out too
 
     def __enter__(self) -> Self:
@@ -542,7 +585,7 @@ class _MapRun:
     """The tasks of one map call: what is in flight, and the rest."""
 
     __slots__ = ("core", "fn_id", "chunked", "feed", "window", "window_bytes", "completions",
-                 "submitted", "consumed", "in_flight_bytes", "item_bytes", "batches")
+                 "submitted", "consumed", "in_flight_bytes", "item_bytes", "batches", "detour")
 
     def __init__(self, core: Any, fn_id: int, chunked: bool, feed: Iterator[Any] | None,
                  window: int, window_bytes: int | None) -> None:
@@ -554,6 +597,7 @@ class _MapRun:
         self.in_flight_bytes = 0
         self.item_bytes = 0.0
         self.batches: list[tuple[int, int]] = []   # (index after the batch, its bytes)
+        self.detour: Any = None   # a pool with a fallback: _fallback.MapDetour
 
     def refill(self) -> bool:
         """Queue more tasks while the window has room; True if any are left
@@ -576,8 +620,9 @@ class _MapRun:
         if len(items) < room:
             self.feed = None
         if items:
-            nbytes = self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
-                                           self.chunked)
+            nbytes = (self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
+                                            self.chunked) if self.detour is None
+                      else self.detour.send(items, self.submitted))
             self.submitted += len(items)
             self.in_flight_bytes += nbytes
             self.batches.append((self.submitted, nbytes))

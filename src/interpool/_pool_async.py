@@ -35,6 +35,7 @@ class AsyncPoolMethods:
 
     _core: Any
     _workers: int
+    _fallback: Any   # _fallback.Fallback or None
     _loop_completions: dict[asyncio.AbstractEventLoop, LoopCompletions]
     _loop_lock: threading.Lock
 
@@ -91,9 +92,15 @@ class AsyncPoolMethods:
         ``async def`` fn its result is the value the coroutine returns.
         """
         loop = asyncio.get_running_loop()
+        fallback = self._fallback
+        if fallback is not None and fallback.diverts(fn):
+            self._check_open()
+            return fallback.run(loop, fn, args, kwargs)
         completions = self._loop_completions.get(loop) or self._completions_for(loop)
         fn_id, prefix = self._target(fn)
         future: AsyncTaskFuture[Any] = AsyncTaskFuture(loop=loop)
+        if fallback is not None:   # a refused call runs again there
+            future._detour = fallback.watch(fn, args, kwargs, None)
         future._handle = self._core.submit(
             fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future
         )
@@ -164,13 +171,23 @@ class AsyncPoolMethods:
         waiter: list[asyncio.Future[None] | None] = [None]
         arrived: dict[int, tuple[bool, Any]] = {}
 
-        def wake() -> None:
-            # drain (which also clears the eventfd) so the loop never spins
-            for index, ok, value in completions.drain():
-                arrived[index] = (ok, value)
+        def deliver(index: int, ok: bool, value: Any) -> None:
+            arrived[index] = (ok, value)
             w = waiter[0]
             if w is not None and not w.done():
                 w.set_result(None)
+
+        detour = None if self._fallback is None else self._fallback.map_detour(
+            fn, len(prefix), False, self._core, fn_id, completions, deliver)
+
+        def drain() -> list[tuple[int, bool, Any]]:
+            drained = completions.drain()
+            return drained if detour is None else detour.sift(drained)
+
+        def wake() -> None:
+            # drain (which also clears the eventfd) so the loop never spins
+            for index, ok, value in drain():
+                deliver(index, ok, value)
 
         if isinstance(iterable, AsyncIterable):
             source: Any = aiter(iterable)
@@ -193,11 +210,14 @@ class AsyncPoolMethods:
                         break
                     batch.append(prefix + (item,) if prefix else (item,))
                 if batch:
-                    self._core.submit_many(fn_id, batch, completions, submitted)
+                    if detour is None:
+                        self._core.submit_many(fn_id, batch, completions, submitted)
+                    else:
+                        detour.send(batch, submitted)
                     submitted += len(batch)
                 if consumed == submitted and exhausted:
                     return
-                for index, ok, value in completions.drain():
+                for index, ok, value in drain():
                     arrived[index] = (ok, value)
                 if ordered:
                     ready: list[tuple[bool, Any]] = []
@@ -220,6 +240,8 @@ class AsyncPoolMethods:
             loop.remove_reader(completions.fileno())
             if consumed < submitted:
                 self._core.cancel_queued(completions, True)  # and stop the running ones
+                if detour is not None:
+                    detour.close(interrupt=True)
 
     @overload
     def as_completed(self, items: Iterable[Awaitable[T]]) -> AsyncGenerator[asyncio.Future[T], None]: ...
