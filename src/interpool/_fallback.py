@@ -50,7 +50,11 @@ def check_fallback(value: object) -> None:
 def _decision_key(fn: Any, route: Any) -> Any:
     """What the decision to use the fallback is cached under."""
     if route is not None:
-        return route
+        try:
+            hash(route)
+            return route
+        except TypeError:
+            pass
     while isinstance(fn, functools.partial):
         fn = fn.func
     fn = getattr(fn, "__func__", fn)    # a bound method: its function

@@ -409,7 +409,7 @@ def _refuse_shared(value: Any) -> None:
         raise TypeError(
             "cannot pass an interpool.Shared handle (pool.share()) to a function that runs "
             "in the pool's fallback threads: a handle stands for a value held by worker "
-            "interpreters. Pass the value itself (threads share this process's memory)."
+            "interpreters; pass the value itself (threads share this process's memory)."
         )
 
 
@@ -417,23 +417,27 @@ def _refuse_shared(value: Any) -> None:
 
 
 def _cannot_cross(obj: Any) -> str | None:
-    """Why obj cannot be sent to a fallback process (None: it can)."""
+    """Why obj cannot be sent to a fallback process, and what to do instead
+    (None: it can)."""
     if isinstance(obj, _core.Shared):
-        return ("an interpool.Shared handle (pool.share()): it stands for a value held by "
-                "worker interpreters. Pass the value itself (it is pickled for the process)")
+        return ("an interpool.Shared handle (pool.share()) to a fallback process: it stands "
+                "for a value held by worker interpreters; pass the value itself (it is "
+                "pickled for the process)")
     if isinstance(obj, _core.Queue):
-        return ("an interpool.Queue: it lives in this process's memory. Use a "
-                "multiprocessing queue (or a Manager's) to talk to a process, or "
+        return ("an interpool.Queue to a fallback process: it lives in this process's memory; "
+                "use a multiprocessing queue (or a Manager's) to talk to a process, or "
                 'fallback="threads"')
     if isinstance(obj, _core.SharedBuffer):
-        return ("an interpool.SharedBuffer: its memory is this process's. Use "
-                "multiprocessing.shared_memory.SharedMemory, or fallback=\"threads\"")
+        return ("an interpool.SharedBuffer to a fallback process: its memory is this "
+                "process's; use multiprocessing.shared_memory.SharedMemory, or "
+                'fallback="threads"')
     import mmap
 
     if isinstance(obj, (memoryview, mmap.mmap)):
-        return (f"a {type(obj).__name__}: worker interpreters get it zero-copy, but a process "
-                "cannot share this memory. Pass bytes(view) (a copy) or a "
-                "multiprocessing.shared_memory.SharedMemory, or use fallback=\"threads\"")
+        return (f"a {type(obj).__name__} to a fallback process: worker interpreters get it "
+                "zero-copy, but a process cannot share this memory; pass bytes(view) (a "
+                "copy) or a multiprocessing.shared_memory.SharedMemory, or use "
+                'fallback="threads"')
     return None
 
 

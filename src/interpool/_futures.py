@@ -117,6 +117,8 @@ class TaskFuture(Future):
         return True
 
     def running(self) -> bool:
+        if self._detour is not None:
+            self.done()   # a call the interpreters refused moves to the fallback when resolved
         handle = self._handle
         return handle is not None and handle.running and not Future.done(self)
 

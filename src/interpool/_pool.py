@@ -83,7 +83,8 @@ class _State:
             self.fallback.stop(cancel, interrupt)
         completions = self.completions
         if completions is not None:
-            completions.close(resolve_later=not exiting)
+            # (at exit too with a fallback: a refused call still has to run there)
+            completions.close(resolve_later=not exiting or self.fallback is not None)
         return completions
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from ._futures import AsyncTaskFuture
 from ._pool import Pool
@@ -20,7 +20,8 @@ class Runner:
     ``with Runner(workers=5).start() as runner:`` creates the workers eagerly
     (``start()`` returns once all are ready); then ``await runner.run(fn,
     *args, **kwargs)`` or ``runner.wrap(fn)``.  Leaving the block shuts the
-    workers down.
+    workers down.  ``fallback="processes"`` or ``"threads"``: where
+    functions that cannot load in a subinterpreter run (see ``Pool``).
     """
 
     def __init__(
@@ -29,8 +30,10 @@ class Runner:
         workers: int | None = None,
         initializer: Callable[..., object] | None = None,
         initargs: tuple[object, ...] = (),
+        fallback: Literal["processes", "threads"] | None = None,
     ) -> None:
-        self._options = dict(workers=workers, initializer=initializer, initargs=initargs)
+        self._options = dict(workers=workers, initializer=initializer, initargs=initargs,
+                             fallback=fallback)
         self._pool: Pool | None = None
 
     @property
