@@ -12,14 +12,15 @@ same number of workers, in one process, and writes
     <out>/chart.png      a multi-panel chart
 
 Usage: tools/python benchmarks/run.py [--quick] [--workers N] [--repeat N]
-           [--workloads tiny,latency,startup,grid,payload,async,coro]
+           [--workloads tiny,latency,startup,grid,payload,async,coro,control,stream,mixed]
            [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential,
                       aiointerpreters,aiomultiprocess,pebble,loky]
            [--out DIR] [--timeout SECONDS] [--progress auto|tty|lines|off]
 
 Where things are: the workloads (and interpool's and the stdlib's rows) in
 this file, one function each; the harness (Bench, cases, repetitions,
-systems) in harness.py; the third-party peers' rows in peer_cases.py, one
+systems) in harness.py; the mixed workload (interpreters plus numpy through
+the fallback) in mixed_cases.py; the third-party peers' rows in peer_cases.py, one
 function per workload; the seed's own comparison (the AoC day-6 grid as a
 tuple of tuples, part of the grid workload) in seed_grid.py; task functions
 and inputs in workloads.py; tables and files in bench_report.py.
@@ -66,6 +67,7 @@ if HERE not in sys.path:  # workers import `workloads` by name through sys.path
 
 import peer_cases as PC  # noqa: E402
 import control_cases as CC  # noqa: E402
+import mixed_cases as MC  # noqa: E402
 import stream_cases as SC  # noqa: E402
 import seed_grid  # noqa: E402
 import workloads as W  # noqa: E402
@@ -101,7 +103,8 @@ from harness import (  # noqa: E402
     uss_bytes,
 )
 
-WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream")
+WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream",
+             "mixed")
 FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential", *PEERS)
 
 
@@ -1086,7 +1089,7 @@ def main(argv: list[str]) -> int:
               "other work is running, parallel figures will be noisy")
     runners = {"tiny": wl_tiny, "latency": wl_latency, "startup": wl_startup,
                "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro, "control": CC.wl_control,
-               "stream": SC.wl_stream}
+               "stream": SC.wl_stream, "mixed": MC.wl_mixed}
     t_start = time.perf_counter()
     for name in args.workloads:
         print(f"\n[{name}]", flush=True)

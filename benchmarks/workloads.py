@@ -430,3 +430,27 @@ def spin(seconds: float = 3600.0) -> float:
     while time.monotonic() < end:
         pass
     return seconds
+
+
+# ----------------------------------------------------------- mixed workload
+
+
+class _LinkTargets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.targets: list[int] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            for name, value in attrs:
+                if name == "href" and value and value.startswith("/page/"):
+                    self.targets.append(int(value[6:]))
+                    break
+
+
+def link_targets(html: str) -> list[int]:
+    """The page numbers an HTML page links to (stdlib html.parser: pure Python)."""
+    parser = _LinkTargets()
+    parser.feed(html)
+    parser.close()
+    return parser.targets
