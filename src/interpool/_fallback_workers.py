@@ -577,8 +577,9 @@ class ProcessWorkers(_Workers):
                     self._kill(proc, selector)
                 with self.lock:
                     idle = sum(1 for p in self._procs if p.job is None and not p.exiting)
-                    queued = sum(1 for j in self.queue if j.state == "queued")
-                    grow = 0 if self.broken else min(queued - idle, self.size - len(self._procs))
+                    # (cancelled jobs still in the queue count: at worst one process early)
+                    grow = 0 if self.broken else min(len(self.queue) - idle,
+                                                     self.size - len(self._procs))
                 for _ in range(grow):
                     self._spawn(selector)
                 with self.lock:
