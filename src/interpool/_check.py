@@ -14,12 +14,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from ._pool import Pool, cpu_count
 from ._refusal import NOT_IN_SUBINTERPRETERS, probe_import
 
 __all__ = ["ImportCheck", "check_import"]
+
+Status = Literal["ok", "refused", "error"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class ImportCheck:
     """
 
     module: str
-    status: Literal["ok", "refused", "error"]
+    status: Status
     refused_by: str | None = None
     error: str | None = None
     warnings: tuple[str, ...] = ()
@@ -70,7 +72,7 @@ def _check_all(names: Sequence[str], workers: int | None = None) -> list[ImportC
     checks = []
     for name, (status, detail, notes) in zip(names, outcomes):
         checks.append(ImportCheck(
-            name, status,
+            name, cast(Status, status),
             refused_by=detail if status == "refused" else None,
             error=detail if status == "error" else None,
             warnings=tuple(notes),

@@ -27,7 +27,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import Any, Literal
 
 from ._fallback_workers import Job, ProcessWorkers, ThreadWorkers
 from ._futures import AsyncTaskFuture, TaskFuture
@@ -36,6 +36,7 @@ from ._refusal import SubinterpreterImportError
 __all__ = ["FALLBACKS", "Fallback", "check_fallback"]
 
 FALLBACKS = ("processes", "threads")
+Kind = Literal["processes", "threads"]
 
 
 def check_fallback(value: object) -> None:
@@ -133,7 +134,7 @@ class _Call:
 class Fallback:
     """One pool's fallback: which functions use it, and its workers."""
 
-    def __init__(self, kind: str, size: int, name: str, *, initializer: Any,
+    def __init__(self, kind: Kind, size: int, name: str, *, initializer: Any,
                  initargs: tuple[Any, ...], task_timeout: float | None, max_tasks: int,
                  setup: dict[str, Any], closures: bool) -> None:
         self.kind = kind
@@ -265,7 +266,8 @@ class MapDetour:
             for k, item in enumerate(items):
                 self._submit(first + k, item)
             return 0
-        nbytes = self.core.submit_many(self.fn_id, items, self.completions, first, self.chunked)
+        nbytes: int = self.core.submit_many(self.fn_id, items, self.completions, first,
+                                            self.chunked)
         self.items.update(zip(range(first, first + len(items)), items))
         return nbytes
 

@@ -27,6 +27,7 @@ import pickle
 import signal
 import sys
 import threading
+from typing import Any
 
 
 def _die_with_parent(parent: int) -> None:
@@ -45,24 +46,24 @@ class _Channel:
     """What worker-side forwarding puts output and log records on
     (interpool._worker_output): here, messages to the parent."""
 
-    def __init__(self, conn, lock: threading.Lock) -> None:
+    def __init__(self, conn: Any, lock: threading.Lock) -> None:
         self._conn = conn
         self._lock = lock
 
-    def put(self, item) -> None:
+    def put(self, item: Any) -> None:
         with self._lock:
             self._conn.send(("item", item))
 
 
 class _Child:
-    def __init__(self, conn) -> None:
+    def __init__(self, conn: Any) -> None:
         self.conn = conn
         self.lock = threading.Lock()   # task threads may print while a result goes out
         self.refs: dict[int, object] = {}
         self.loaded: dict[int, object] = {}
-        self.loop = None
+        self.loop: Any = None
 
-    def send(self, header: tuple, payload: bytes | None = None) -> None:
+    def send(self, header: tuple[Any, ...], payload: bytes | None = None) -> None:
         with self.lock:
             self.conn.send(header)
             if payload is not None:
@@ -73,7 +74,7 @@ class _Child:
         if output is not None:
             output.flush()
 
-    def callable(self, fid: int | None, ref):
+    def callable(self, fid: int | None, ref: Any) -> Any:
         from ._loading import load_callable
 
         if fid is None:   # travels with each call (pickled: its state is current)
@@ -83,7 +84,7 @@ class _Child:
             fn = self.loaded[fid] = load_callable(self.refs[fid])
         return fn
 
-    def await_result(self, value):
+    def await_result(self, value: Any) -> Any:
         """An ``async def`` task's coroutine runs on this process's loop."""
         import inspect
 
@@ -95,7 +96,7 @@ class _Child:
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(value)
 
-    def call(self, fid: int | None, ref, chunked: bool, payload: bytes) -> tuple[bool, bytes]:
+    def call(self, fid: int | None, ref: Any, chunked: bool, payload: bytes) -> tuple[bool, bytes]:
         from . import _remote
 
         try:
@@ -135,7 +136,7 @@ class _Child:
                 return
 
 
-def _packed(packed: tuple) -> bytes:
+def _packed(packed: tuple[Any, ...]) -> bytes:
     return pickle.dumps(packed, 5)
 
 

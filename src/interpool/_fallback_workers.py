@@ -288,7 +288,7 @@ class ThreadWorkers(_Workers):
     def _run(self, job: Job) -> tuple[bool, Any]:
         """Call the job's function; a stop request lands in it (and only
         there) as TaskInterrupted."""
-        ok, value = False, None
+        ok, value = False, None   # type: tuple[bool, Any]
         try:
             try:
                 if job.chunked:

@@ -240,7 +240,7 @@ class Pool(AsyncPoolMethods):
     @property
     def fallback(self) -> Literal["processes", "threads"] | None:
         """Where functions that cannot load in a subinterpreter run (or None)."""
-        return None if self._fallback is None else self._fallback.kind  # type: ignore[return-value]
+        return None if self._fallback is None else self._fallback.kind
 
     def __repr__(self) -> str:
         state = "broken" if self._core.broken else "shut down" if self._shutdown else "running"

@@ -18,6 +18,7 @@ from typing import Any, ParamSpec, Self, TypeVar, overload
 
 from . import _core
 from ._completions import LoopCompletions
+from ._fallback import Fallback
 from ._futures import AsyncTaskFuture
 
 P = ParamSpec("P")
@@ -35,7 +36,7 @@ class AsyncPoolMethods:
 
     _core: Any
     _workers: int
-    _fallback: Any   # _fallback.Fallback or None
+    _fallback: Fallback | None
     _loop_completions: dict[asyncio.AbstractEventLoop, LoopCompletions]
     _loop_lock: threading.Lock
 
