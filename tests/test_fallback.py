@@ -133,6 +133,24 @@ def test_output_is_forwarded(pool, capsys):
     assert "fallback says 7" in capsys.readouterr().out
 
 
+def test_a_resolved_future_does_not_keep_its_arguments(pool):
+    import gc
+    import weakref
+
+    arg = hl.Payload([1, 2, 3])
+    ref = weakref.ref(arg)
+    future = pool.submit(hl.length, arg)   # kept to run it again, until resolved
+    assert future.result(60) == 3
+
+    async def main():
+        return await pool.run(hl.length, arg)
+
+    assert asyncio.run(main()) == 3
+    del arg
+    gc.collect()
+    assert ref() is None
+
+
 # ------------------------------------------------------------------ refused while running
 
 

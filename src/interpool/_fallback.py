@@ -131,6 +131,25 @@ class _Call:
         return self.fallback.rerun(self, future, exc)
 
 
+class _WatchedFuture(TaskFuture):
+    """A sync future of a pool with a fallback: it keeps its call (to run it
+    again there) until it is resolved."""
+
+    def set_result(self, result: Any) -> None:
+        self._detour = None
+        super().set_result(result)
+
+
+class _WatchedAsyncFuture(AsyncTaskFuture[Any]):
+    """The asyncio one (see _WatchedFuture)."""
+
+    __slots__ = ()
+
+    def set_result(self, result: Any, /) -> None:
+        self._detour = None
+        super().set_result(result)
+
+
 class Fallback:
     """One pool's fallback: which functions use it, and its workers."""
 
@@ -173,10 +192,20 @@ class Fallback:
 
     # ------------------------------------------------ single calls
 
-    def watch(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-              timeout: float | None, route: Any = None) -> _Call:
-        """The hook a future of a call sent to the interpreters gets."""
-        return _Call(self, fn, args, kwargs, timeout, route)
+    def watched(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                timeout: float | None, route: Any = None) -> TaskFuture:
+        """The sync future of a call sent to the interpreters: if they refuse
+        it, it runs again here."""
+        future = _WatchedFuture()
+        future._detour = _Call(self, fn, args, kwargs, timeout, route)
+        return future
+
+    def watched_async(self, loop: asyncio.AbstractEventLoop, fn: Any, args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> AsyncTaskFuture[Any]:
+        """The asyncio one (see watched)."""
+        future = _WatchedAsyncFuture(loop=loop)
+        future._detour = _Call(self, fn, args, kwargs, None, None)
+        return future
 
     def submit(self, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                timeout: float | None) -> TaskFuture:

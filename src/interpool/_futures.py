@@ -96,8 +96,10 @@ class TaskFuture(Future):
 
     def set_exception(self, exception: BaseException | None) -> None:
         detour = self._detour
-        if detour is not None and detour.rerun(self, exception):
-            return   # it runs again in the pool's fallback, which resolves it
+        if detour is not None:
+            self._detour = None
+            if detour.rerun(self, exception):
+                return   # it runs again in the pool's fallback, which resolves it
         super().set_exception(exception)
 
     def add_done_callback(self, fn: Any) -> None:
@@ -152,8 +154,10 @@ class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):
 
     def set_exception(self, exception: type[BaseException] | BaseException, /) -> None:
         detour = getattr(self, "_detour", None)
-        if detour is not None and detour.rerun(self, exception):
-            return   # it runs again in the pool's fallback, which resolves it
+        if detour is not None:
+            self._detour = None
+            if detour.rerun(self, exception):
+                return   # it runs again in the pool's fallback, which resolves it
         super().set_exception(exception)
 
     def cancel(self, msg: Any = None) -> bool:

@@ -398,10 +398,10 @@ class Pool(AsyncPoolMethods):
         fn_id, prefix = self._target(fn)
         completions = self._thread_completions()
         completions.resolve_ready()   # earlier results nobody waited for
-        future: TaskFuture = TaskFuture()
+        # (with a fallback, a call the interpreters refuse runs again there)
+        future = TaskFuture() if fallback is None else fallback.watched(fn, args, kwargs, timeout,
+                                                                        route)
         future._completions = completions
-        if fallback is not None:   # a refused call runs again there
-            future._detour = fallback.watch(fn, args, kwargs, timeout, route)
         call = (fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future)
         future._handle = self._core.submit(*call) if timeout is None else self._core.submit(*call, timeout)
         return future

@@ -99,9 +99,9 @@ class AsyncPoolMethods:
             return fallback.run(loop, fn, args, kwargs)
         completions = self._loop_completions.get(loop) or self._completions_for(loop)
         fn_id, prefix = self._target(fn)
-        future: AsyncTaskFuture[Any] = AsyncTaskFuture(loop=loop)
-        if fallback is not None:   # a refused call runs again there
-            future._detour = fallback.watch(fn, args, kwargs, None)
+        # (with a fallback, a call the interpreters refuse runs again there)
+        future = (AsyncTaskFuture(loop=loop) if fallback is None
+                  else fallback.watched_async(loop, fn, args, kwargs))
         future._handle = self._core.submit(
             fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future
         )
