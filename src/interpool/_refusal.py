@@ -107,25 +107,50 @@ def _message(stage: str, package: str, module: str, function: str | None,
         return f"{fn} imported {package} in a worker interpreter, and {why}. Fix: {_FIX}."
     return (f"cannot send this task's arguments to a worker interpreter: they hold an "
             f"object of {package} (or a function of a module that imports it), and {why}. "
-            f"Fix: pass a numpy array as memoryview(a) (zero-copy) or a.tolist(), "
-            f"or {_FIX}.")
+            f"Fix: pass plain values instead (an array as memoryview(a), zero-copy, or "
+            f"a.tolist()), or {_FIX}.")
 
 
 def refusal(exc: BaseException, stage: str, function: str | None = None,
             where: str | None = None) -> SubinterpreterImportError | None:
     """The SubinterpreterImportError for `exc` (raise it from exc), or None
     when no module in exc's chain refused subinterpreters.  `where`: the
-    module of the function (stage "load")."""
+    module of the function, where known."""
     if isinstance(exc, SubinterpreterImportError):
         return None
     module = refusing_module(exc)
     if module is None:
         return None
-    package = module.partition(".")[0]
+    package = _imported_package(exc, where) or module.partition(".")[0]
     return SubinterpreterImportError(
         _message(stage, package, module, function, where),
         name=package, module=module, function=function, stage=stage,
     )
+
+
+def _imported_package(exc: BaseException, where: str | None) -> str | None:
+    """The package whose import led to the refusal, as the user's code named
+    it ("regex", where the extension that refused is "_regex"): the first
+    module being imported, in the tracebacks of exc's chain, that is not
+    the function's own package, the caller's script or interpool."""
+    skip = {"__main__", "__mp_main__", "interpool", (where or "").partition(".")[0]}
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        e = pending.pop(0)   # outermost first: its traceback has the whole path
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_name == "<module>":
+                top = str(frame.f_globals.get("__name__", "")).partition(".")[0]
+                if top and top not in skip:
+                    return top
+            tb = tb.tb_next
+        pending += [e.__cause__, e.__context__]
+    return None
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -153,7 +178,8 @@ def from_task(exc: BaseException) -> BaseException:
     if code is None or code.co_filename.startswith("<frozen importlib") or code.co_name == "<module>":
         err = refusal(exc, "argument")
     else:
-        err = refusal(exc, "run", getattr(code, "co_qualname", code.co_name))
+        where = tb.tb_frame.f_globals.get("__name__") if tb is not None else None
+        err = refusal(exc, "run", getattr(code, "co_qualname", code.co_name), where)
     if err is None:
         return exc
     err.__cause__ = exc
