@@ -151,6 +151,24 @@ def test_a_resolved_future_does_not_keep_its_arguments(pool):
     assert ref() is None
 
 
+def test_log_records_are_forwarded(pool, caplog):
+    divert(pool, hnp.log)
+    with caplog.at_level("WARNING", logger="helpers_numpy"):
+        assert pool.submit(hnp.log, "hello").result(60) == "hello"
+    assert "fallback logs hello" in caplog.text
+
+
+def test_a_process_that_dies_fails_its_call_and_is_replaced():
+    from concurrent.futures.process import BrokenProcessPool
+
+    with make_pool("processes", 1) as pool, pytest.warns(RuntimeWarning):
+        pid, _ = pool.submit(hnp.where).result(60)
+        with pytest.raises(BrokenProcessPool, match="exit status 3"):
+            pool.submit(hnp.die, 3).result(60)
+        new_pid, _ = pool.submit(hnp.where).result(60)
+        assert new_pid != pid
+
+
 # ------------------------------------------------------------------ refused while running
 
 
@@ -436,9 +454,37 @@ def test_the_joblib_backend():
     assert results == [n * (n - 1) // 2 for n in range(20)]
 
 
-def test_an_initializer_runs_in_each_fallback_worker(tmp_path):
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_initializer_runs_in_each_fallback_worker(tmp_path, kind):
     path = tmp_path / "inits"
-    with make_pool("processes", 1, initializer=hl.note_init, initargs=(str(path),)) as pool, \
-            pytest.warns(RuntimeWarning):
-        pid, _ = pool.submit(hnp.where).result(60)
-    assert str(pid) in path.read_text().split()
+    with make_pool(kind, 1, initializer=hl.note_init, initargs=(str(path),),
+                   max_tasks_per_worker=2) as pool, pytest.warns(RuntimeWarning):
+        seen = [pool.submit(hnp.where_thread).result(60) for _ in range(4)]
+    noted = path.read_text().split()
+    if kind == "processes":
+        assert all(str(pid) in noted for pid, _ in seen)
+        assert len({pid for pid, _ in seen}) == 2   # replaced after 2 calls
+    else:   # in this process: once per interpreter, once per fallback thread
+        assert len({thread for _, thread in seen}) == 2
+        assert noted.count(str(os.getpid())) >= 2
+
+
+def test_the_dask_plugin():
+    pytest.importorskip("distributed")
+    import logging
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    import helpers_dask as h
+    from interpool.dask import InterpreterWorkerPlugin
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                      scheduler_kwargs={"dashboard_address": ":0"},
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+        client.register_plugin(InterpreterWorkerPlugin(workers=1, fallback="processes"))
+        with dask.annotate(executor="interpool"):
+            numpy_task = client.submit(hnp.total, 10)
+            pure_task = client.submit(h.interpreter_id, pure=False)
+        assert numpy_task.result(timeout=120) == 45          # in the fallback
+        assert pure_task.result(timeout=120) != 0            # still in an interpreter

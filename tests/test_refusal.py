@@ -131,6 +131,12 @@ def test_check_import():
         interpool.check_import("not a name")
 
 
+def test_a_warning_at_import_is_reported():
+    check = interpool.check_import("helpers_warns_on_import")
+    assert check and check.warnings == ("RuntimeWarning: running without the C speedups",)
+    assert str(check).endswith("ok; warned: RuntimeWarning: running without the C speedups")
+
+
 def test_each_check_gets_a_fresh_interpreter():
     """helpers_no_subinterp refuses; json imported before it in the same
     run must not be what the second check sees, and vice versa."""
