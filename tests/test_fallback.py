@@ -14,10 +14,15 @@ import warnings
 
 import pytest
 
-import helpers_lazy_numpy as hl
-import helpers_numpy as hnp
-import interpool
-from helpers_util import subprocess_env, wait_until
+try:
+    import numpy  # noqa: F401
+except ImportError:   # (on 3.13 Debian's numpy is there, for other versions only)
+    pytest.skip("needs numpy (Debian packages it for 3.14 and 3.15)", allow_module_level=True)
+
+import helpers_lazy_numpy as hl  # noqa: E402
+import helpers_numpy as hnp  # noqa: E402
+import interpool  # noqa: E402
+from helpers_util import subprocess_env, wait_until  # noqa: E402
 
 KINDS = ["processes", "threads"]
 

@@ -11,8 +11,16 @@ import textwrap
 import pytest
 
 import helpers_lazy_numpy as hl
+import helpers_no_subinterp as hn
 import interpool
 from helpers_util import subprocess_env
+
+try:
+    import numpy  # noqa: F401
+except ImportError:
+    numpy = None
+needs_numpy = pytest.mark.skipif(numpy is None, reason="needs numpy (Debian packages it for 3.14 "
+                                                        "and 3.15)")
 
 FRONT_DOORS = {
     "Pool": """\
@@ -44,6 +52,7 @@ FRONT_DOORS = {
 }
 
 
+@needs_numpy
 @pytest.mark.parametrize("body", FRONT_DOORS.values(), ids=FRONT_DOORS.keys())
 def test_the_error_says_what_to_do_on_its_last_line(tmp_path, body):
     script = tmp_path / "script.py"
@@ -62,6 +71,7 @@ def test_the_error_says_what_to_do_on_its_last_line(tmp_path, body):
     assert len(last) < 400   # short
 
 
+@needs_numpy
 def test_an_import_while_running_names_the_function():
     with interpool.Pool(1) as pool:
         exc = pool.submit(hl.doubled, 1).exception(60)
@@ -78,6 +88,7 @@ async def _lazy(x):
     return x
 
 
+@needs_numpy
 def test_a_coroutine_importing_it_is_named():
     with interpool.Pool(1) as pool:
         exc = pool.submit(_lazy, 1).exception(60)
@@ -87,11 +98,26 @@ def test_a_coroutine_importing_it_is_named():
 # ------------------------------------------------------------------ check
 
 
+# ------------------------------------------------------------------ fallback, any CPython
+# (tests/test_fallback.py runs the same with real numpy where Debian has it)
+
+
+@pytest.mark.parametrize("kind", ["processes", "threads"])
+def test_fallback_with_a_module_that_refuses(kind):
+    reads_global = hn.make_global_reader()   # by value, reading the refusing module's FACTOR
+    with interpool.Pool(2, fallback=kind) as pool, pytest.warns(RuntimeWarning):
+        assert pool.submit(hn.by_reference, 5).result(60) == 5
+        assert list(pool.map(hn.by_reference, range(10))) == list(range(10))
+        assert pool.submit(reads_global, 2).result(60) == 6
+        assert pool.submit(hn.make_pure(), 4).result(60) == 8   # no fallback needed
+
+
 def run_check(*args):
     return subprocess.run([sys.executable, "-m", "interpool", "check", *args],
                           env=subprocess_env(), capture_output=True, text=True, timeout=120)
 
 
+@needs_numpy
 def test_the_check_command():
     proc = run_check("numpy", "pydantic", "json")
     assert proc.returncode == 1, proc.stderr
@@ -110,18 +136,18 @@ def test_the_check_command_reports_other_errors_and_usage():
     assert "no_such_module_here  error: ModuleNotFoundError" in proc.stdout
     proc = run_check()
     assert proc.returncode == 2 and "usage: python -m interpool check" in proc.stderr
-    proc = run_check("--markdown", "json", "numpy")
+    proc = run_check("--markdown", "json", "helpers_no_subinterp")
     assert proc.returncode == 1
     assert "| `json` | ok |" in proc.stdout
-    assert "| `numpy` | refused | `numpy._core._multiarray_umath`" in proc.stdout
+    assert "| `helpers_no_subinterp` | refused | `helpers_no_subinterp`" in proc.stdout
 
 
 def test_check_import():
     ok = interpool.check_import("json")
     assert ok and ok.status == "ok" and ok.refused_by is None
-    refused = interpool.check_import("numpy")
+    refused = interpool.check_import("helpers_no_subinterp")
     assert not refused
-    assert (refused.status, refused.refused_by) == ("refused", "numpy._core._multiarray_umath")
+    assert (refused.status, refused.refused_by) == ("refused", "helpers_no_subinterp")
     # Found through the chain, behind a "bad install" message (as numpy's).
     fake = interpool.check_import("helpers_fake_numpy")
     assert fake.refused_by == "helpers_fake_numpy._core_ext"
