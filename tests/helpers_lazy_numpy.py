@@ -24,3 +24,17 @@ def note_init(path):
 
 class Payload(list):
     """A list that can be weakly referenced (to see who keeps an argument)."""
+
+
+async def lazy_coroutine(x):
+    import numpy  # noqa: F401
+
+    return x
+
+
+def fail_in_processes(parent):
+    """An initializer that raises in any process but `parent`."""
+    import os
+
+    if os.getpid() != parent:
+        raise RuntimeError("no setup here")

@@ -474,6 +474,17 @@ def test_an_initializer_runs_in_each_fallback_worker(tmp_path, kind):
         assert noted.count(str(os.getpid())) >= 2
 
 
+def test_an_initializer_that_raises_in_a_process_breaks_the_fallback(caplog):
+    with make_pool("processes", 1, initializer=hl.fail_in_processes,
+                   initargs=(os.getpid(),)) as pool, pytest.warns(RuntimeWarning):
+        assert pool.submit(hl.length, [1]).result(60) == 1   # the interpreters are fine
+        with pytest.raises(interpool.BrokenPool, match="no setup here"):
+            pool.submit(hnp.total, 3).result(60)
+        with pytest.raises(interpool.BrokenPool):
+            pool.submit(hnp.total, 4).result(60)
+        assert pool.submit(hl.length, [1, 2]).result(60) == 2
+
+
 def test_the_dask_plugin():
     pytest.importorskip("distributed")
     import logging

@@ -82,17 +82,11 @@ def test_an_import_while_running_names_the_function():
     assert "bad install" in exc.__cause__.text   # numpy's own text is still there, as the cause
 
 
-async def _lazy(x):
-    import numpy  # noqa: F401
-
-    return x
-
-
 @needs_numpy
 def test_a_coroutine_importing_it_is_named():
     with interpool.Pool(1) as pool:
-        exc = pool.submit(_lazy, 1).exception(60)
-    assert (exc.stage, exc.function) == ("run", "_lazy")
+        exc = pool.submit(hl.lazy_coroutine, 1).exception(60)
+    assert (exc.stage, exc.function) == ("run", "lazy_coroutine")
 
 
 # ------------------------------------------------------------------ check

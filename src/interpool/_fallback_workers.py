@@ -735,6 +735,9 @@ class ProcessWorkers(_Workers):
         if job.stop is not None:
             job.finish(False, _stopped_error(job))
             return
+        if self.broken is not None:   # its initializer raised
+            job.finish(False, broken_error(self.broken))
+            return
         from concurrent.futures.process import BrokenProcessPool
 
         job.finish(False, BrokenProcessPool(
