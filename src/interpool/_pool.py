@@ -10,15 +10,17 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from . import _atexit, _core, _forwarding, _loading
 from ._callables import describe_main, plan
 from ._completions import ThreadCompletions
 from ._errors import broken_error, stop_error
-from ._fallback import Fallback, check_fallback
 from ._futures import TaskFuture
 from ._pool_async import AsyncPoolMethods
+
+if TYPE_CHECKING:   # imported when a pool has a fallback (subprocess, pickle...: not for every pool)
+    from ._fallback import Fallback
 
 __all__ = ["Pool"]
 
@@ -172,7 +174,10 @@ class Pool(AsyncPoolMethods):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
         _check_timeout(task_timeout, "task_timeout")
-        check_fallback(fallback)
+        if fallback is not None:
+            from ._fallback import check_fallback
+
+            check_fallback(fallback)
         if max_tasks_per_worker is not None:
             if isinstance(max_tasks_per_worker, bool) or not isinstance(max_tasks_per_worker, int):
                 raise TypeError("max_tasks_per_worker must be an int or None")
@@ -201,11 +206,15 @@ class Pool(AsyncPoolMethods):
             "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
         }
         self._core.set_setup({**setup, "output": _forwarding.channel() if forward else None})
-        self._fallback = self._state.fallback = None if fallback is None else Fallback(
-            fallback, workers, self._name, initializer=initializer, initargs=initargs,
-            task_timeout=task_timeout, max_tasks=max_tasks_per_worker or 0,
-            setup={**setup, "forward": forward}, closures=self._send_closures,
-        )
+        self._fallback: Fallback | None = None
+        if fallback is not None:
+            from ._fallback import Fallback
+
+            self._fallback = self._state.fallback = Fallback(
+                fallback, workers, self._name, initializer=initializer, initargs=initargs,
+                task_timeout=task_timeout, max_tasks=max_tasks_per_worker or 0,
+                setup={**setup, "forward": forward}, closures=self._send_closures,
+            )
         if initializer is not None:
             init_id, prefix = self._target(initializer)
             self._core.set_initializer(init_id, prefix + initargs)

@@ -14,12 +14,14 @@ import threading
 from collections.abc import (
     AsyncGenerator, AsyncIterable, Awaitable, Callable, Coroutine, Iterable,
 )
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
 from . import _core
 from ._completions import LoopCompletions
-from ._fallback import Fallback
 from ._futures import AsyncTaskFuture
+
+if TYPE_CHECKING:   # imported only by pools with a fallback
+    from ._fallback import Fallback
 
 P = ParamSpec("P")
 R = TypeVar("R")
