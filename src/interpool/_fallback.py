@@ -287,6 +287,7 @@ class MapDetour:
         self.jobs: dict[int, Job] = {}            # index -> its job in the fallback
         self.done: dict[int, tuple[bool, Any]] = {}   # fallback results not collected yet
         self.cond = threading.Condition()
+        self.form: Any = None   # how fn goes to the fallback (made once, as for the interpreters)
 
     def send(self, items: list[Any], first: int) -> int:
         """Queue items (indexes first, first + 1, ...): to the interpreters,
@@ -320,8 +321,11 @@ class MapDetour:
         if k:   # the fallback sends fn its own way
             item = [a[k:] for a in item] if self.chunked else item[k:]
         sink = functools.partial(self._arrive, index)
+        workers = self.fallback.workers
         try:
-            job = self.fallback.workers.job(self.fn, item, None, None, sink, self.chunked)
+            if self.form is None:
+                self.form = workers.prepare(self.fn)
+            job = workers.job(self.fn, item, None, None, sink, self.chunked, self.form)
         except TypeError as exc:
             sink(False, exc)
             return

@@ -111,10 +111,15 @@ class _Workers:
         self.broken: str | None = None   # why (the initializer raised in a worker)
         self.threads: list[threading.Thread] = []
 
+    def prepare(self, fn: Any) -> Any:
+        """What job() needs to know of fn, made once for many calls (a map's)."""
+        return None
+
     def job(self, fn: Any, args: Any, kwargs: dict[str, Any] | None, timeout: float | None,
-            sink: Sink, chunked: bool = False) -> Job:
+            sink: Sink, chunked: bool = False, form: Any = None) -> Job:
         """A job for fn(*args, **kwargs) (or each of a chunk's args); TypeError
-        if it cannot go to these workers (say why, naming the alternative)."""
+        if it cannot go to these workers (say why, naming the alternative).
+        `form`: prepare(fn), if made already."""
         return Job(self, fn, args, kwargs, chunked, self.task_timeout if timeout is None else timeout,
                    sink)
 
@@ -230,7 +235,7 @@ class ThreadWorkers(_Workers):
         self._count = itertools.count()
 
     def job(self, fn: Any, args: Any, kwargs: dict[str, Any] | None, timeout: float | None,
-            sink: Sink, chunked: bool = False) -> Job:
+            sink: Sink, chunked: bool = False, form: Any = None) -> Job:
         for value in (args if not chunked else itertools.chain.from_iterable(args)):
             _refuse_shared(value)
         if kwargs:
@@ -441,31 +446,34 @@ def _cannot_cross(obj: Any) -> str | None:
     return None
 
 
+class _Pickler(pickle.Pickler):
+    """pickle, refusing what cannot cross into a process (see _cannot_cross)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        why = _cannot_cross(obj)
+        if why is not None:
+            raise _CannotCross(f"cannot send {why}.")
+        return NotImplemented
+
+
+class _CannotCross(Exception):
+    pass
+
+
 def dumps(value: Any) -> bytes:
     """Pickle what goes to a fallback process; TypeError, naming the
     alternative, for what cannot cross into a process."""
     import io
 
-    class Pickler(pickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            why = _cannot_cross(obj)
-            if why is not None:
-                raise _CannotCross(f"cannot send {why}.")
-            return NotImplemented
-
     out = io.BytesIO()
     try:
-        Pickler(out, 5).dump(value)
+        _Pickler(out, 5).dump(value)
     except _CannotCross as exc:
         raise TypeError(*exc.args) from None
     except Exception as exc:
         raise TypeError(f"cannot send this call to a fallback process: pickling it failed "
                         f"({type(exc).__name__}: {exc})") from exc
     return out.getvalue()
-
-
-class _CannotCross(Exception):
-    pass
 
 
 def travelling_form(fn: Any, closures: bool = True) -> tuple[Any, Any, tuple[Any, ...]]:
@@ -512,23 +520,29 @@ class ProcessWorkers(_Workers):
         self._procs: list[_Proc] = []
         self._manager: threading.Thread | None = None
         self._wake_w = -1   # the running manager's wake-up pipe
+        self._woken = False   # a wake-up is on that pipe, not read yet
         self._fids: dict[Any, int] = {}
         self._job_ids = itertools.count()
         self._indexes = itertools.count()
         self._init: tuple[Any, tuple[Any, ...], bytes] | None = None
 
+    def prepare(self, fn: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        """How fn travels (travelling_form), its key numbered for the processes."""
+        form = travelling_form(fn, self._closures)
+        key = form[0]
+        if key is not None and key not in self._fids:
+            with self.lock:
+                self._fids.setdefault(key, len(self._fids))
+        return form
+
     def job(self, fn: Any, args: Any, kwargs: dict[str, Any] | None, timeout: float | None,
-            sink: Sink, chunked: bool = False) -> Job:
+            sink: Sink, chunked: bool = False, form: Any = None) -> Job:
         job = super().job(fn, args, kwargs, timeout, sink, chunked)
-        key, ref, prefix = job.form = travelling_form(fn, self._closures)
+        _, _, prefix = job.form = form or self.prepare(fn)
         if prefix:
             args = [prefix + a for a in args] if chunked else prefix + args
         job.payload = dumps((args, kwargs))
         job.args = job.kwargs = None   # what runs is the payload
-        if key is not None:
-            with self.lock:
-                if key not in self._fids:
-                    self._fids[key] = len(self._fids)
         return job
 
     def _wake(self) -> None:
@@ -542,10 +556,12 @@ class ProcessWorkers(_Workers):
             self.threads.append(self._manager)
             self._manager.start()
             return
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass   # already awake
+        if not self._woken:   # (one wake-up for a burst of jobs)
+            self._woken = True
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass
 
     def _interrupt(self, job: Job) -> None:
         self._wake()   # the manager kills its process
@@ -566,39 +582,38 @@ class ProcessWorkers(_Workers):
         try:
             while True:
                 with self.lock:
-                    if self.stopped or (self.closing and not self.queue
-                                        and all(p.job is None for p in self._procs)):
+                    busy = [p for p in self._procs if p.job is not None]
+                    if self.stopped or (self.closing and not self.queue and not busy):
                         break
-                    kill = [p for p in self._procs if p.job is not None and p.job.stop]
+                    kill = [p for p in busy if p.job.stop]   # type: ignore[union-attr]
+                    idle = [p for p in self._procs if p.job is None and not p.exiting]
+                    assign = []
+                    while idle and not self.broken:
+                        job = self._next_job()
+                        if job is None:
+                            break
+                        proc = idle.pop()
+                        proc.job = job
+                        assign.append(proc)
+                    # (cancelled jobs still in the queue count: at worst one process early)
+                    grow = 0 if self.broken else min(len(self.queue),
+                                                     self.size - len(self._procs))
                     broken = self.broken
                 if broken is not None:
                     self._fail_queue()
                 for proc in kill:
                     self._kill(proc, selector)
-                with self.lock:
-                    idle = sum(1 for p in self._procs if p.job is None and not p.exiting)
-                    # (cancelled jobs still in the queue count: at worst one process early)
-                    grow = 0 if self.broken else min(len(self.queue) - idle,
-                                                     self.size - len(self._procs))
-                for _ in range(grow):
-                    self._spawn(selector)
-                with self.lock:
-                    assign = []
-                    for proc in self._procs:
-                        if proc.job is None and not proc.exiting:
-                            proc.job = self._next_job()
-                            if proc.job is None:
-                                break
-                            assign.append(proc)
                 for proc in assign:
                     self._send_job(proc, selector)
-                timeout = self._next_deadline()
-                for key, _ in selector.select(timeout):
+                if grow > 0:
+                    for _ in range(grow):
+                        self._spawn(selector)
+                    continue   # the new processes take the queued jobs at once
+                for key, _ in selector.select(self._next_deadline()):
                     if key.data is None:
-                        try:
+                        with self.lock:
+                            self._woken = False
                             os.read(wake_r, 4096)
-                        except BlockingIOError:
-                            pass
                     else:
                         self._receive(key.data, selector)
                 self._expire(selector)
