@@ -602,7 +602,7 @@ class ProcessWorkers(_Workers):
                 if broken is not None:
                     self._fail_queue()
                 for proc in kill:
-                    self._kill(proc, selector)
+                    self._lost(proc, selector)
                 for proc in assign:
                     self._send_job(proc, selector)
                 if grow > 0:
@@ -740,8 +740,13 @@ class ProcessWorkers(_Workers):
             pass
 
     def _lost(self, proc: _Proc, selector: Any) -> None:
-        """The process is gone (it exited, or died): reap it and fail its job."""
+        """Kill the process (a stop; or its socket failed), or it is gone (it
+        exited, or died): reap it, and fail its job (as stopped, if it was)."""
         self._forget(proc, selector)
+        try:
+            proc.popen.kill()   # (nothing if it already exited)
+        except OSError:
+            pass
         code = proc.popen.wait()
         job = proc.job
         proc.job = None
@@ -769,13 +774,6 @@ class ProcessWorkers(_Workers):
             if proc in self._procs:
                 self._procs.remove(proc)
 
-    def _kill(self, proc: _Proc, selector: Any) -> None:
-        try:
-            proc.popen.kill()
-        except OSError:
-            pass
-        self._lost(proc, selector)
-
     def _next_deadline(self) -> float | None:
         with self.lock:
             deadlines = [p.job.deadline for p in self._procs
@@ -793,7 +791,7 @@ class ProcessWorkers(_Workers):
                 assert proc.job is not None
                 proc.job.stop = proc.job.stop or "timeout"
         for proc in late:
-            self._kill(proc, selector)
+            self._lost(proc, selector)
 
     def _fail_queue(self) -> None:
         with self.lock:
@@ -812,7 +810,7 @@ class ProcessWorkers(_Workers):
             if proc.job is not None:
                 if proc.job.stop is None:
                     proc.job.stop = "shutdown"
-                self._kill(proc, selector)
+                self._lost(proc, selector)
             else:
                 self._retire(proc)
         deadline = time.monotonic() + _EXIT_GRACE
