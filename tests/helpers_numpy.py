@@ -81,4 +81,4 @@ def die(status):
 def where_thread():
     import threading
 
-    return os.getpid(), threading.get_ident()
+    return os.getpid(), threading.get_native_id()   # (an ident may be reused at once)
