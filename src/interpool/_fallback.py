@@ -27,7 +27,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ._fallback_workers import Job, ProcessWorkers, ThreadWorkers
 from ._futures import AsyncTaskFuture, TaskFuture
@@ -106,21 +106,17 @@ def _settle_async(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
         pass
 
 
-class _Call:
+class _Call(NamedTuple):
     """What a pool keeps of a call it sent to a worker interpreter, so that
     a refusal (SubinterpreterImportError) runs it again in the fallback
     (the future's hook, TaskFuture.set_exception)."""
 
-    __slots__ = ("fallback", "fn", "args", "kwargs", "timeout", "route")
-
-    def __init__(self, fallback: Fallback, fn: Any, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], timeout: float | None, route: Any) -> None:
-        self.fallback = fallback
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.timeout = timeout
-        self.route = route
+    fallback: Fallback
+    fn: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    timeout: float | None
+    route: Any
 
     def rerun(self, future: Any, exc: BaseException) -> bool:
         """Take the failure over if it is a refusal: True if the call runs
