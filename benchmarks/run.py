@@ -14,14 +14,15 @@ same number of workers, in one process, and writes
 
 Usage: tools/python benchmarks/run.py [--quick] [--workers N | N,N,...] [--repeat N]
            [--workloads tiny,latency,startup,grid,payload,async,coro,control,stream,
-                        scaling,serial,pyflakes]
+                        scaling,serial,pyflakes,mixed]
            [--systems interpool,stdlib-ipe,threads,processes,anyio,sequential,
                       aiointerpreters,aiomultiprocess,pebble,loky]
            [--out DIR] [--timeout SECONDS] [--progress auto|tty|lines|off]
 
 Where things are: the workloads (and interpool's and the stdlib's rows) in
 this file, one function each; the harness (Bench, cases, repetitions,
-systems) in harness.py; the third-party peers' rows in peer_cases.py, one
+systems) in harness.py; the mixed workload (interpreters plus numpy through
+the fallback) in mixed_cases.py; the third-party peers' rows in peer_cases.py, one
 function per workload; the seed's own comparison (the AoC day-6 grid as a
 tuple of tuples, part of the grid workload) in seed_grid.py; task functions
 and inputs in workloads.py; tables and files in bench_report.py.
@@ -71,6 +72,7 @@ import control_cases as CC  # noqa: E402
 import pyflakes_cases  # noqa: E402
 import scaling_cases  # noqa: E402
 import serial_cases  # noqa: E402
+import mixed_cases as MC  # noqa: E402
 import stream_cases as SC  # noqa: E402
 import seed_grid  # noqa: E402
 import workloads as W  # noqa: E402
@@ -109,7 +111,7 @@ from harness import (  # noqa: E402
 )
 
 WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream",
-             "scaling", "serial", "pyflakes")
+             "scaling", "serial", "pyflakes", "mixed")
 FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
             "seed-design", *PEERS)
 
@@ -1145,7 +1147,7 @@ def main(argv: list[str]) -> int:
                "grid": wl_grid, "payload": wl_payload, "async": wl_async, "coro": wl_coro,
                "control": CC.wl_control, "stream": SC.wl_stream,
                "scaling": scaling_cases.wl_scaling, "serial": serial_cases.wl_serial,
-               "pyflakes": pyflakes_cases.wl_pyflakes}
+               "pyflakes": pyflakes_cases.wl_pyflakes, "mixed": MC.wl_mixed}
     t_start = time.perf_counter()
     for name in args.workloads:
         print(f"\n[{name}]", flush=True)

@@ -479,3 +479,25 @@ def warm_pyflakes(seconds: float) -> int:
     flake_count("import os\n", "warm.py")
     time.sleep(seconds)
     return 0
+# ----------------------------------------------------------- mixed workload
+
+
+class _LinkTargets(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.targets: list[int] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            for name, value in attrs:
+                if name == "href" and value and value.startswith("/page/"):
+                    self.targets.append(int(value[6:]))
+                    break
+
+
+def link_targets(html: str) -> list[int]:
+    """The page numbers an HTML page links to (stdlib html.parser: pure Python)."""
+    parser = _LinkTargets()
+    parser.feed(html)
+    parser.close()
+    return parser.targets

@@ -18,7 +18,7 @@ import interpool
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = os.path.join(REPO, "benchmarks", "run.py")
 WORKLOADS = {"tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream",
-             "scaling", "serial", "pyflakes"}
+             "scaling", "serial", "pyflakes", "mixed"}
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("INTERPOOL_BENCH_SMOKE") != "1",

@@ -103,12 +103,12 @@ def test_script_importing_a_module_workers_cannot_load(tmp_path):
     path = tmp_path / "uses_ext.py"
     path.write_text(script(imports="import helpers_no_subinterp"))
     out = check(run_python([str(path)], cwd=tmp_path))
-    line = next(line for line in out.splitlines() if line.startswith("ImportError"))
-    assert "helpers_no_subinterp" in line
-    assert "does not support loading in subinterpreters" in line
-    assert "import helpers_no_subinterp" in line                  # the script's line
-    assert "move the task functions into a module that does not import helpers_no_subinterp" in line
-    assert 'import helpers_no_subinterp under `if __name__ == "__main__":`' in line
+    line = next(line for line in out.splitlines() if line.startswith("SubinterpreterImportError"))
+    assert "reads_global()" in line or "pure()" in line           # the function
+    assert "your script imports helpers_no_subinterp" in line
+    assert "(helpers_no_subinterp does not support loading in subinterpreters)" in line
+    assert 'Fix: pass fallback="processes"' in line
+    assert "keep the helpers_no_subinterp import out of the script's top level" in line
 
 
 def test_script_importing_it_under_the_main_guard_works(tmp_path):
@@ -122,11 +122,11 @@ def test_numpy_like_bad_install_message_is_explained(tmp_path):
     path = tmp_path / "uses_fake_numpy.py"
     path.write_text(script(imports="import helpers_fake_numpy"))
     out = check(run_python([str(path)], cwd=tmp_path))
-    line = next(line for line in out.splitlines() if line.startswith("ImportError"))
+    line = next(line for line in out.splitlines() if line.startswith("SubinterpreterImportError"))
     assert "helpers_fake_numpy._core_ext" in line        # the module that cannot load
-    assert "it imports helpers_fake_numpy" in line
+    assert "your script imports helpers_fake_numpy" in line
     assert "bad install" not in line
-    assert "move the task functions" in line and "__main__" in line
+    assert "fallback=" in line and "out of the script's top level" in line
 
 
 def test_module_importing_a_module_workers_cannot_load(tmp_path):
@@ -141,9 +141,8 @@ def test_module_importing_a_module_workers_cannot_load(tmp_path):
                     print("ImportError |", exc)
         """))
     out = check(run_python(["main.py"], cwd=tmp_path))
-    assert "ImportError | cannot load the module tasks_mod" in out
-    assert "helpers_no_subinterp" in out
-    assert "move the task functions into a module that does not import helpers_no_subinterp" in out
+    assert "ImportError | cannot run task() in a worker interpreter: its module tasks_mod imports helpers_no_subinterp" in out
+    assert "keep the helpers_no_subinterp import out of tasks_mod" in out
 
 
 def test_message_matches_cpython_for_a_single_phase_extension():

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BrokenPool",
+    "ImportCheck",
     "InterpreterPoolExecutor",
     "InterpreterThreadPoolExecutor",
     "Pool",
@@ -27,7 +28,9 @@ __all__ = [
     "Runner",
     "Shared",
     "SharedBuffer",
+    "SubinterpreterImportError",
     "TaskInterrupted",
+    "check_import",
     "interpreter",
 ]
 
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
     from ._core import Shared as Shared
     from ._core import SharedBuffer as SharedBuffer
     from ._core import TaskInterrupted as TaskInterrupted
+    from ._check import ImportCheck as ImportCheck
+    from ._check import check_import as check_import
     from ._errors import BrokenPool as BrokenPool
     from ._errors import PoolShutdownError as PoolShutdownError
     from ._errors import RemoteError as RemoteError
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from ._executors import interpreter as interpreter
     from ._pool import Pool as Pool
     from ._queue import Queue as Queue
+    from ._refusal import SubinterpreterImportError as SubinterpreterImportError
     from ._runner import Runner as Runner
 else:
     # At run time: each name is imported from its module on first use.
@@ -61,6 +67,9 @@ else:
         "RemoteError": "._errors",
         "RemoteTraceback": "._errors",
         "TaskInterrupted": "._core",
+        "SubinterpreterImportError": "._refusal",
+        "check_import": "._check",
+        "ImportCheck": "._check",
     }
 
     def __getattr__(name):

@@ -20,7 +20,7 @@ import functools
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from . import _loading
 from ._callables import check_sendable, unwrap_context_run
@@ -81,9 +81,9 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
     Same constructor and ``submit``/``map``/``shutdown`` semantics as the
     stdlib class; a failing initializer breaks the pool with ``BrokenPool``
     (a ``BrokenInterpreterPool``).  It runs no Python threads: every call
-    runs in a worker interpreter.  Beyond the stdlib: ``task_timeout`` and
-    ``max_tasks_per_worker`` (see ``Pool``), ``shutdown(interrupt=True)``
-    and ``future.cancel(interrupt=True)``.
+    runs in a worker interpreter.  Beyond the stdlib: ``task_timeout``,
+    ``max_tasks_per_worker`` and ``fallback`` (see ``Pool``),
+    ``shutdown(interrupt=True)`` and ``future.cancel(interrupt=True)``.
     """
 
     def __init__(
@@ -95,6 +95,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         *,
         task_timeout: float | None = None,
         max_tasks_per_worker: int | None = None,
+        fallback: Literal["processes", "threads"] | None = None,
     ) -> None:
         # Not ThreadPoolExecutor.__init__: no thread pool behind this one.
         if max_workers is None:
@@ -110,7 +111,7 @@ class InterpreterPoolExecutor(ThreadPoolExecutor):
         self._pool = _StdlibPool(
             max_workers, initializer=initializer, initargs=initargs,
             name=self._thread_name_prefix, task_timeout=task_timeout,
-            max_tasks_per_worker=max_tasks_per_worker,
+            max_tasks_per_worker=max_tasks_per_worker, fallback=fallback,
         )
 
     # An async def fn runs on its worker's event loop: the future gets the

@@ -97,6 +97,16 @@ def drain() -> None:
                 pass  # a closed or failing stream: the output is lost, not the pool
 
 
+def deliver(item: tuple) -> None:
+    """Write out one item forwarded from elsewhere (a pool's fallback
+    process), in turn with the channel's."""
+    with _lock:
+        try:
+            _deliver(item)
+        except Exception:
+            pass  # a closed or failing stream: the output is lost, not the pool
+
+
 def _deliver(item: tuple) -> None:
     kind, payload = item
     if kind == "log":

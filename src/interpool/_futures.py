@@ -52,6 +52,8 @@ class TaskFuture(Future):
     """
 
     _handle: Any = None
+    _detour: Any = None        # a pool's fallback may run a refused call again (_fallback._Call)
+    _external = False          # resolved by the pool's fallback, not through its completions
 
     def __init__(self, completions: Any) -> None:
         super().__init__()
@@ -64,7 +66,8 @@ class TaskFuture(Future):
         # Set by a batch of results: the callbacks run on the callback
         # thread, once the batch is done, with no lock of interpool held.
         if self._done_callbacks:  # type: ignore[attr-defined]  # (concurrent.futures')
-            if self._completions.resolving_here():
+            # (From the fallback's threads too: they must not run user code.)
+            if self._external or self._completions.resolving_here():
                 self._completions.call_soon(self)
             else:
                 Future._invoke_callbacks(self)  # type: ignore[attr-defined]
@@ -75,8 +78,8 @@ class TaskFuture(Future):
         if Future.done(self):
             return timeout
         handle, completions = self._handle, self._completions
-        if handle is None:
-            return timeout
+        if handle is None or self._external:
+            return timeout   # (Future.result waits for the fallback to set it)
         if timeout is None:
             handle.wait()
             completions.resolve()   # this task and whatever else finished with it
@@ -100,6 +103,14 @@ class TaskFuture(Future):
     def exception(self, timeout: float | None = None) -> BaseException | None:
         return super().exception(self._take(timeout))
 
+    def set_exception(self, exception: BaseException | None) -> None:
+        detour = self._detour
+        if detour is not None:
+            self._detour = None
+            if detour.rerun(self, exception):
+                return   # it runs again in the pool's fallback, which resolves it
+        super().set_exception(exception)
+
     def add_done_callback(self, fn: Any) -> None:
         if not Future.done(self):
             self._completions.need_thread()  # it must run even if nobody waits
@@ -117,6 +128,8 @@ class TaskFuture(Future):
         return True
 
     def running(self) -> bool:
+        if self._detour is not None:
+            self.done()   # a call the interpreters refused moves to the fallback when resolved
         handle = self._handle
         return handle is not None and handle.running and not Future.done(self)
 
@@ -140,12 +153,21 @@ class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):
     explicitly"): pass ``asyncio.create_task(pool.run(...))`` there.
     """
 
-    __slots__ = ("_handle",)
+    __slots__ = ("_handle", "_detour")
 
     # Read by asyncio's repr of a Task running this "coroutine".
     __name__ = "interpool.Pool.run"
 
     _handle: Any
+    _detour: Any   # as TaskFuture's (set only by a pool with a fallback)
+
+    def set_exception(self, exception: type[BaseException] | BaseException, /) -> None:
+        detour = getattr(self, "_detour", None)
+        if detour is not None:
+            self._detour = None
+            if detour.rerun(self, exception):
+                return   # it runs again in the pool's fallback, which resolves it
+        super().set_exception(exception)
 
     def cancel(self, msg: Any = None) -> bool:
         handle = getattr(self, "_handle", None)

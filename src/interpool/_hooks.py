@@ -53,6 +53,10 @@ def serve(ctx):
 def pack_exception(exc):
     from ._remote import pack_exception
 
+    if isinstance(exc, ImportError):  # one that a subinterpreter refused says so
+        from ._refusal import from_task
+
+        exc = from_task(exc)
     return pack_exception(exc)
 
 

@@ -154,31 +154,10 @@ def _import(module_name: str, path: str | None):
 
 # ------------------------------------------------------------ import failures
 
-_NOT_IN_SUBINTERPRETERS = "does not support loading in subinterpreters"
-
-
 def _incompatible_module(exc: BaseException) -> str | None:
-    """The extension module named by CPython's "module X does not support
-    loading in subinterpreters" anywhere in exc's chain (packages such as
-    numpy re-raise it inside their own, misleading, message)."""
-    import re
+    from ._refusal import refusing_module
 
-    seen: set[int] = set()
-    pending = [exc]
-    while pending:
-        e = pending.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        try:
-            text = str(e)
-        except Exception:
-            text = ""
-        found = re.search(r"module ([\w.]+) " + _NOT_IN_SUBINTERPRETERS, text)
-        if found:
-            return found.group(1)
-        pending += [e.__cause__, e.__context__]
-    return None
+    return refusing_module(exc)
 
 
 def _script_line(exc: BaseException, path: str | None) -> str | None:
@@ -206,8 +185,10 @@ def explain_import_error(exc: BaseException, what: str, script: bool) -> ImportE
     top = module.partition(".")[0]
     where = _script_line(exc, (_main_info or ("", ""))[-1] if script else None)
     via = f" ({where})" if where else ""
-    package = f"{top} (its extension module {module} {_NOT_IN_SUBINTERPRETERS})" if top != module \
-        else f"{top}, an extension module that {_NOT_IN_SUBINTERPRETERS}"
+    from ._refusal import NOT_IN_SUBINTERPRETERS
+
+    package = f"{top} (its extension module {module} {NOT_IN_SUBINTERPRETERS})" if top != module \
+        else f"{top}, an extension module that {NOT_IN_SUBINTERPRETERS}"
     if script:
         fixes = (
             f"Either move the task functions into a module that does not import {top}, "
@@ -323,10 +304,25 @@ def load_callable(ref):
     try:
         return _load_callable(ref)
     except Exception as exc:
-        if not stdlib_errors:
-            raise
-        err = _not_shareable(exc)
+        err = _refused(exc, ref)
+        if err is None:
+            if not stdlib_errors:
+                raise
+            err = _not_shareable(exc)
     raise err
+
+
+def _refused(exc: BaseException, ref) -> BaseException | None:
+    """A SubinterpreterImportError if loading failed because some module
+    refuses subinterpreters (whatever the pool's flavor: the fix is the
+    same), chained from exc; else None."""
+    from ._refusal import refusal
+
+    named = ref[0] in ("ref", "code")
+    err = refusal(exc, "load", ref[2] if named else None, ref[1] if named else None)
+    if err is not None:
+        err.__cause__ = exc
+    return err
 
 
 def _load_callable(ref):
@@ -357,9 +353,11 @@ def call_pickled(data: bytes, /, *args, **kwargs):
     try:
         fn = pickle.loads(data)
     except Exception as exc:
-        if not stdlib_errors:
-            raise
-        err = _not_shareable(exc)
+        err = _refused(exc, ("pickle",))
+        if err is None:
+            if not stdlib_errors:
+                raise
+            err = _not_shareable(exc)
     else:
         return fn(*args, **kwargs)
     raise err

@@ -44,7 +44,7 @@ class MapRun:
 
     __slots__ = ("core", "fn_id", "chunked", "completions", "submitted", "consumed", "total",
                  "error", "items", "lazy", "window", "window_bytes", "taken", "marker_at",
-                 "item_bytes", "lock", "token", "feeder", "_watch", "__weakref__")
+                 "item_bytes", "lock", "token", "feeder", "_watch", "detour", "__weakref__")
 
     def __init__(self, core: Any, fn_id: int, chunked: bool, tasks: list[Any] | Iterator[Any],
                  buffersize: int | None) -> None:
@@ -58,6 +58,7 @@ class MapRun:
         self.taken = self.marker_at = 0
         self.item_bytes = 0.0
         self._watch: Any = None
+        self.detour: Any = None   # a pool with a fallback: _fallback.MapDetour
         if buffersize is None:
             assert isinstance(tasks, list)
             self.items: list[Any] | None = tasks
@@ -188,8 +189,9 @@ class MapRun:
 
     def _submit(self, items: list[Any]) -> None:
         if items:
-            nbytes = self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
-                                           self.chunked)
+            nbytes = (self.core.submit_many(self.fn_id, items, self.completions, self.submitted,
+                                            self.chunked) if self.detour is None
+                      else self.detour.send(items, self.submitted))
             self.submitted += len(items)
             self.item_bytes = max(nbytes / len(items), 1.0)   # the latest batch's average
 

@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from . import _atexit, _core, _forwarding, _loading
 from ._callables import describe_main, plan
@@ -19,6 +19,9 @@ from ._errors import broken_error, stop_error
 from ._futures import TaskFuture
 from ._map import MapFeeder, MapRun
 from ._pool_async import AsyncPoolMethods
+
+if TYPE_CHECKING:   # imported when a pool has a fallback (subprocess, pickle...: not for every pool)
+    from ._fallback import Fallback
 
 __all__ = ["Pool"]
 
@@ -62,6 +65,7 @@ class _State:
         self.core = core
         self.completions: ThreadCompletions | None = None
         self.feeder: MapFeeder | None = None
+        self.fallback: Fallback | None = None
 
     def stop(
         self, cancel: bool = False, cancel_running: bool = False, interrupt: bool = False,
@@ -78,9 +82,12 @@ class _State:
                 self.feeder.finish(cancel)
         finally:   # (even after a Ctrl-C while the input was encoded)
             self.core.stop(cancel, cancel_running, interrupt)
+        if self.fallback is not None:
+            self.fallback.stop(cancel, interrupt)
         completions = self.completions
         if completions is not None:
-            completions.close(resolve_later=not exiting)
+            # (at exit too with a fallback: a refused call still has to run there)
+            completions.close(resolve_later=not exiting or self.fallback is not None)
         return completions
 
 
@@ -89,7 +96,8 @@ class Pool(AsyncPoolMethods):
 
     ``Pool(workers=None, *, max_workers=None, initializer=None, initargs=(),
     name=None, concurrency=1, loop_factory=None, task_timeout=None,
-    max_tasks_per_worker=None, forward_output=True, forward_logging=True)``
+    max_tasks_per_worker=None, forward_output=True, forward_logging=True,
+    fallback=None)``
 
     ``workers`` (default: one per CPU this process may use) is the number
     of worker interpreters; ``max_workers`` is the same, as
@@ -123,6 +131,15 @@ class Pool(AsyncPoolMethods):
     configuration, with the worker's name as ``record.threadName``.  With
     False, workers write to the process's file descriptors and log on
     their own.
+
+    ``fallback``: where a function runs whose module (or argument, or an
+    import it makes) cannot load in a subinterpreter (numpy, pydantic...).
+    None (the default): its call fails with ``SubinterpreterImportError``,
+    which names the module and the fixes.  ``"processes"``: it runs in
+    worker processes this pool owns (started on first need, at most
+    ``workers``); ``"threads"``: in threads of this interpreter.  Decided
+    once per function, on its first refused call (which runs again there),
+    with one RuntimeWarning.
     """
 
     def __init__(
@@ -139,6 +156,7 @@ class Pool(AsyncPoolMethods):
         max_tasks_per_worker: int | None = None,
         forward_output: bool = True,
         forward_logging: bool = True,
+        fallback: Literal["processes", "threads"] | None = None,
     ) -> None:
         if max_workers is not None:   # concurrent.futures' spelling
             if workers is not None:
@@ -166,6 +184,10 @@ class Pool(AsyncPoolMethods):
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable or None")
         _check_timeout(task_timeout, "task_timeout")
+        if fallback is not None:
+            from ._fallback import check_fallback
+
+            check_fallback(fallback)
         if max_tasks_per_worker is not None:
             if isinstance(max_tasks_per_worker, bool) or not isinstance(max_tasks_per_worker, int):
                 raise TypeError("max_tasks_per_worker must be an int or None")
@@ -189,14 +211,23 @@ class Pool(AsyncPoolMethods):
         # Workers' print() and logging records go to this interpreter's
         # sys.stdout/sys.stderr and logging (not from a worker's own pools).
         forward = (forward_output or forward_logging) and not _loading.in_worker
-        self._core.set_setup({
+        setup = {
             # A pool made in a worker: its workers load the same script (here
             # it runs as __mp_main__, which no import finds by that name).
             "main": _loading._main_info if _loading.in_worker else describe_main(),
             "name": self._name, "flavor": self._flavor,
-            "output": _forwarding.channel() if forward else None,
             "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
-        })
+        }
+        self._core.set_setup({**setup, "output": _forwarding.channel() if forward else None})
+        self._fallback: Fallback | None = None
+        if fallback is not None:
+            from ._fallback import Fallback
+
+            self._fallback = self._state.fallback = Fallback(
+                fallback, workers, self._name, initializer=initializer, initargs=initargs,
+                task_timeout=task_timeout, max_tasks=max_tasks_per_worker or 0,
+                setup={**setup, "forward": forward}, closures=self._send_closures,
+            )
         if initializer is not None:
             init_id, prefix = self._target(initializer)
             self._core.set_initializer(init_id, prefix + initargs)
@@ -227,6 +258,11 @@ class Pool(AsyncPoolMethods):
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def fallback(self) -> Literal["processes", "threads"] | None:
+        """Where functions that cannot load in a subinterpreter run (or None)."""
+        return None if self._fallback is None else self._fallback.kind
 
     def __repr__(self) -> str:
         state = "broken" if self._core.broken else "shut down" if self._shutdown else "running"
@@ -380,14 +416,19 @@ class Pool(AsyncPoolMethods):
 
     def _submit(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-        timeout: float | None,
+        timeout: float | None, route: Any = None,
     ) -> Future[Any]:
         if self._shutdown:
             self._check_open()
+        fallback = self._fallback
+        if fallback is not None and fallback.diverts(fn, route):
+            return fallback.submit(self._thread_completions(), fn, args, kwargs, timeout)
         fn_id, prefix = self._target(fn)
         completions = self._thread_completions()
         completions.resolve_ready()   # earlier results nobody waited for
-        future: TaskFuture = TaskFuture(completions)
+        # (with a fallback, a call the interpreters refuse runs again there)
+        future = (TaskFuture(completions) if fallback is None
+                  else fallback.watched(completions, fn, args, kwargs, timeout, route))
         call = (fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future)
         future._handle = self._core.submit(*call) if timeout is None else self._core.submit(*call, timeout)
         return future
@@ -481,9 +522,14 @@ class Pool(AsyncPoolMethods):
         )
         if buffersize is None:
             run = MapRun(self._core, fn_id, chunked, list(tasks), None)   # the input, read now
-            self._map_feeder().start(run)   # the first window now, the rest as workers take tasks
         else:
             run = MapRun(self._core, fn_id, chunked, tasks, buffersize)
+        if self._fallback is not None:
+            run.detour = self._fallback.map_detour(fn, len(prefix), chunked, self._core, fn_id,
+                                                   run.completions)
+        if buffersize is None:
+            self._map_feeder().start(run)   # the first window now, the rest as workers take tasks
+        else:
             run.read_more()   # the first tasks are queued now, as the stdlib's map does
         results = self._results(run, end_time, bool(ordered))
         run.watch(results)
@@ -507,13 +553,18 @@ class Pool(AsyncPoolMethods):
                 while want not in arrived if ordered else not arrived:
                     run.check_error()
                     remaining = None if end_time is None else end_time - time.monotonic()
+                    if run.detour is not None and run.detour.collect(arrived, want, ordered, remaining):
+                        continue   # results from the fallback
                     # Sleep until the result we need is there (or a batch of
                     # others): never later, and not once per other result.
                     if completions.wait(
                         remaining if remaining is None or remaining > 0 else 0,
                         _MAP_BATCH if ordered else 1, want,
                     ):
-                        for i, ok, value in completions.drain():
+                        drained = completions.drain()
+                        if run.detour is not None:   # refused ones run again in the fallback
+                            drained = run.detour.sift(drained)
+                        for i, ok, value in drained:
                             arrived[i] = (ok, value)
                     elif remaining is not None and remaining <= 0:
                         raise TimeoutError()
@@ -533,6 +584,8 @@ class Pool(AsyncPoolMethods):
         finally:
             if run.consumed < (run.total if run.total is not None else run.submitted):
                 run.stop()
+                if run.detour is not None:
+                    run.detour.close()
 
     def shutdown(
         self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
@@ -562,6 +615,8 @@ class Pool(AsyncPoolMethods):
                 completions.join()
             if feeder is not None:
                 feeder.join()
+            if self._fallback is not None:
+                self._fallback.join()   # after the results that could still go there
             _forwarding.drain()  # what the workers printed last (their exit) is out too
 
     def __enter__(self) -> Self:

@@ -14,11 +14,14 @@ import threading
 from collections.abc import (
     AsyncGenerator, AsyncIterable, Awaitable, Callable, Coroutine, Iterable,
 )
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, overload
 
 from . import _core
 from ._completions import LoopCompletions
 from ._futures import AsyncTaskFuture
+
+if TYPE_CHECKING:   # imported only by pools with a fallback
+    from ._fallback import Fallback
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,6 +38,7 @@ class AsyncPoolMethods:
 
     _core: Any
     _workers: int
+    _fallback: Fallback | None
     _loop_completions: dict[asyncio.AbstractEventLoop, LoopCompletions]
     _loop_lock: threading.Lock
 
@@ -91,9 +95,15 @@ class AsyncPoolMethods:
         ``async def`` fn its result is the value the coroutine returns.
         """
         loop = asyncio.get_running_loop()
+        fallback = self._fallback
+        if fallback is not None and fallback.diverts(fn):
+            self._check_open()
+            return fallback.run(loop, fn, args, kwargs)
         completions = self._loop_completions.get(loop) or self._completions_for(loop)
         fn_id, prefix = self._target(fn)
-        future: AsyncTaskFuture[Any] = AsyncTaskFuture(loop=loop)
+        # (with a fallback, a call the interpreters refuse runs again there)
+        future = (AsyncTaskFuture(loop=loop) if fallback is None
+                  else fallback.watched_async(loop, fn, args, kwargs))
         future._handle = self._core.submit(
             fn_id, prefix + args if prefix else args, kwargs or None, completions.core, future
         )
@@ -173,11 +183,27 @@ class AsyncPoolMethods:
         exhausted = False
         failure: list[BaseException] = []   # what ended the reading of an async source
 
+        def deliver(index: int, ok: bool, value: Any) -> None:
+            arrived[index] = (ok, value)
+            _set_done(waiter[0])
+
+        detour = None if self._fallback is None else self._fallback.map_detour(
+            fn, len(prefix), False, core, fn_id, completions, deliver)
+
+        def drain() -> list[tuple[int, bool, Any]]:
+            drained = completions.drain()
+            return drained if detour is None else detour.sift(drained)
+
+        def send(batch: list[tuple[Any, ...]]) -> None:
+            if detour is None:
+                core.submit_many(fn_id, batch, completions, submitted)
+            else:   # (the interpreters, or the fallback once fn is diverted)
+                detour.send(batch, submitted)
+
         def wake() -> None:
             # drain (which also clears the eventfd) so the loop never spins
-            for index, ok, value in completions.drain():
-                arrived[index] = (ok, value)
-            _set_done(waiter[0])
+            for index, ok, value in drain():
+                deliver(index, ok, value)
 
         async def read(source: Any) -> None:
             """Queue each item of an async source as it comes, while fewer
@@ -192,8 +218,7 @@ class AsyncPoolMethods:
                         item = await anext(source)
                     except StopAsyncIteration:
                         return
-                    core.submit_many(fn_id, [prefix + (item,) if prefix else (item,)],
-                                     completions, submitted)
+                    send([prefix + (item,) if prefix else (item,)])
                     submitted += 1
             except Exception as exc:   # raised to the consumer at its place
                 failure.append(exc)
@@ -221,9 +246,9 @@ class AsyncPoolMethods:
                             break
                         batch.append(prefix + (item,) if prefix else (item,))
                     if batch:
-                        core.submit_many(fn_id, batch, completions, submitted)
+                        send(batch)
                         submitted += len(batch)
-                for index, ok, value in completions.drain():
+                for index, ok, value in drain():
                     arrived[index] = (ok, value)
                 if ordered:
                     ready: list[tuple[bool, Any]] = []
@@ -253,6 +278,8 @@ class AsyncPoolMethods:
                 reader.cancel()   # stops reading the source (at its current await)
             if consumed < submitted:
                 core.cancel_queued(completions, True)  # and stop the running ones
+                if detour is not None:
+                    detour.close(interrupt=True)
 
     @overload
     def as_completed(self, items: Iterable[Awaitable[T]]) -> AsyncGenerator[asyncio.Future[T], None]: ...

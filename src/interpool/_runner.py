@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, Self, TypeVar, overload
+from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from ._futures import AsyncTaskFuture
 from ._pool import Pool
@@ -32,6 +32,8 @@ class Runner:
     started, ``max_tasks_per_worker`` recycles a worker's interpreter, and
     ``forward_output``/``forward_logging`` say where workers' output and
     log records go.
+    ``fallback="processes"`` or ``"threads"``: where functions that
+    cannot load in a subinterpreter run (see ``Pool``).
     """
 
     def __init__(
@@ -48,12 +50,14 @@ class Runner:
         max_tasks_per_worker: int | None = None,
         forward_output: bool = True,
         forward_logging: bool = True,
+        fallback: Literal["processes", "threads"] | None = None,
     ) -> None:
         self._options: dict[str, Any] = dict(
             workers=workers, max_workers=max_workers, initializer=initializer,
             initargs=initargs, name=name, concurrency=concurrency, loop_factory=loop_factory,
             task_timeout=task_timeout, max_tasks_per_worker=max_tasks_per_worker,
             forward_output=forward_output, forward_logging=forward_logging,
+            fallback=fallback,
         )
         self._pool: Pool | None = None   # the current (or last) workers
         self._running = False

@@ -172,8 +172,10 @@ class InterpreterExecutor(Executor):
             done.set_result(self._message(None, True, time_delay))
             return done
         fn, args, kwargs = _split(task, data)
+        # With Pool(fallback=...), the task's function decides where it runs.
+        route = getattr(fn, "func", fn)
         try:
-            inner = self.pool.submit(_call, fn, args, kwargs)
+            inner = self.pool._submit(_call, (fn, args, kwargs), {}, None, route)
         except TypeError as exc:
             # Not picklable by reference: a lambda or closure, or a function
             # of the client's __main__ that Dask rebuilt here by value.
@@ -183,7 +185,7 @@ class InterpreterExecutor(Executor):
                 payload = cloudpickle.dumps((fn, args, kwargs))
             except Exception:
                 raise exc from None  # interpool's error names what does not travel
-            inner = self.pool.submit(_call_pickled, payload)
+            inner = self.pool._submit(_call_pickled, (payload,), {}, None, route)
         key = task.key
         running = _Running(inner)
         with self._lock:

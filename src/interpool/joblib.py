@@ -98,6 +98,15 @@ def _cloudpickled(calls: list[Call], error: TypeError) -> bytes:
         raise error from None
 
 
+def _route(calls: list[Call]) -> tuple[Any, ...] | None:
+    """The batch's distinct functions (what the pool's fallback decision is
+    kept under), or None if one cannot be a key."""
+    try:
+        return tuple(dict.fromkeys(fn for fn, _, _ in calls))
+    except TypeError:
+        return None
+
+
 class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase):
     """joblib backend ``"interpool"``: batches run in interpool worker interpreters.
 
@@ -194,11 +203,14 @@ class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase):
             future = pool.submit(func)
         else:
             calls = list(calls)
+            # With Pool(fallback=...), the functions of the batch decide where it runs.
+            route = _route(calls)
             try:
-                future = pool.submit(_run_batch, calls)
+                future = pool._submit(_run_batch, (calls,), {}, None, route)
             except TypeError as exc:
                 # A lambda or closure: only cloudpickle can send it.
-                future = pool.submit(_run_pickled_batch, _cloudpickled(calls, exc))
+                future = pool._submit(_run_pickled_batch, (_cloudpickled(calls, exc),), {}, None,
+                                      route)
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)
