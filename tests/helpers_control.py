@@ -70,6 +70,13 @@ def interpreter_and_init(*_):
     return interpreter_id(), init_value
 
 
+async def nap_then(i, seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return i
+
+
 async def async_forever(started=None):
     import asyncio
 

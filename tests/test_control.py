@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import CancelledError, as_completed, wait
 
@@ -308,6 +309,26 @@ def test_recycling_with_coroutine_tasks(concurrency):
         ids = list(pool.map(hc.async_interpreter_id, range(100)))
     assert len(ids) == 100
     assert len(set(ids)) >= 10
+
+
+def finishes(fn, timeout=60):
+    """Run fn() in a thread; whether it returned within `timeout` (a hang
+    check, not a timing)."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_recycling_coroutine_workers_finish_the_queue_at_shutdown(wait):
+    """A worker whose interpreter ran its max_tasks while the pool stops
+    hands the queued tasks to a fresh interpreter instead of leaving them."""
+    pool = interpool.Pool(1, concurrency=2, max_tasks_per_worker=2)
+    futures = [pool.submit(hc.nap_then, i, 0.2) for i in range(6)]
+    assert finishes(lambda: pool.shutdown(wait=wait))
+    assert [f.result(60) for f in futures] == list(range(6))
+    assert finishes(pool.shutdown)
 
 
 def test_recycling_keeps_the_queue():

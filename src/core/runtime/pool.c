@@ -721,6 +721,15 @@ ip_pool_slot_done(ip_pool *p, int index)
 }
 
 int
+ip_pool_slot_recycle(ip_pool *p, int index)
+{
+    pthread_mutex_lock(&p->mu);
+    int recycle = why_none_locked(p, &p->slots[index]) == IP_NEXT_RECYCLE;
+    pthread_mutex_unlock(&p->mu);
+    return recycle;
+}
+
+int
 ip_pool_cancelling(ip_pool *p)
 {
     pthread_mutex_lock(&p->mu);

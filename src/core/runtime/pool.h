@@ -156,6 +156,10 @@ int ip_pool_all_ready(ip_pool *p);
 /* An event loop worker takes no more tasks: the pool stops with an empty
  * queue, or this interpreter ran its max_tasks. */
 int ip_pool_slot_done(ip_pool *p, int index);
+/* Worker `index` left its event loop: should a fresh interpreter take
+ * over (it ran its max_tasks, and the pool runs on or still has queued
+ * tasks)? */
+int ip_pool_slot_recycle(ip_pool *p, int index);
 /* Running coroutines must be cancelled (shutdown, broken). */
 int ip_pool_cancelling(ip_pool *p);
 Py_ssize_t ip_pool_queued(ip_pool *p);

@@ -115,7 +115,7 @@ one_interpreter(ip_worker *w, int first)
         if (p->concurrency > 1) {
             char *why = NULL;
             if (p->ops->serve(w, &why) == IP_OK) {
-                again = !ip_pool_slot_done(p, w->index) || !p->stopping;
+                again = ip_pool_slot_recycle(p, w->index);
             }
             else if (w->done > 0) {
                 again = 1;   /* the loop failed after serving: a fresh one takes over */
