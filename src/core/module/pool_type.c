@@ -220,21 +220,6 @@ poolcore_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-/* One container of a call (its args tuple or kwargs dict) as one value,
- * large repeated arguments replaced by their shared values' stand-ins. */
-static int
-encode_part(ip_state *st, ip_buf *b, PyObject *part)
-{
-    PyObject *subst = NULL;
-    int rc = ip_auto_share_substitute(st, part, &subst);
-    if (rc < 0) {
-        return -1;
-    }
-    rc = ip_encode(&st->codec, b, rc ? subst : part, IP_ENC_SHARE_BUFFERS);
-    Py_XDECREF(subst);
-    return rc;
-}
-
 int
 ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
 {
@@ -243,11 +228,11 @@ ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
         Py_ssize_t n = PyList_GET_SIZE(args);
         rc = ip_codec_write_head(b, IP_HEAD_LIST, n);
         for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
-            rc = encode_part(st, b, PyList_GET_ITEM(args, i));
+            rc = ip_auto_share_encode(st, b, PyList_GET_ITEM(args, i), IP_ENC_SHARE_BUFFERS);
         }
     }
     else {
-        rc = encode_part(st, b, args);
+        rc = ip_auto_share_encode(st, b, args, IP_ENC_SHARE_BUFFERS);
     }
     if (rc < 0) {
         return -1;
@@ -255,7 +240,7 @@ ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
     if (kwargs == NULL || kwargs == Py_None || PyDict_GET_SIZE(kwargs) == 0) {
         return ip_encode(&st->codec, b, Py_None, 0);
     }
-    return encode_part(st, b, kwargs);
+    return ip_auto_share_encode(st, b, kwargs, IP_ENC_SHARE_BUFFERS);
 }
 
 PyDoc_STRVAR(register_doc,
