@@ -740,7 +740,10 @@ worker_task_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     if (wt->task != NULL) {
         if (wt->owns) {
-            /* Never completed (a bug or a torn-down loop): fail, don't hang. */
+            /* Never completed (a bug or a torn-down loop): fail, don't hang.
+             * An exception may be propagating (a frame that held us is
+             * unwinding): it must survive the Python calls made here. */
+            PyObject *pending = PyErr_GetRaisedException();
             PyObject *exc =
                 PyObject_CallFunction(PyExc_RuntimeError, "s", "the worker dropped this task");
             if (exc != NULL) {
@@ -748,6 +751,7 @@ worker_task_dealloc(PyObject *op)
             }
             store_exception(wt->ctx->st, wt->task);
             worker_task_finish(wt);
+            PyErr_SetRaisedException(pending);
         }
         else {
             ip_task_decref(wt->task);
