@@ -66,6 +66,12 @@ def init(value):
     init_value = value
 
 
+def wait_then_fail(q):
+    """An initializer that fails when told to (through the Queue q)."""
+    q.get(timeout=60)
+    raise RuntimeError("the initializer failed on purpose")
+
+
 def interpreter_and_init(*_):
     return interpreter_id(), init_value
 

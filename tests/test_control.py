@@ -20,6 +20,7 @@ import pytest
 
 import helpers_control as hc
 import interpool
+from interpool import _core
 from helpers_util import assert_back_to, counts, subprocess_env, wait_for_path, wait_until
 
 LONG = 120  # what a task "would" take: the tests end long before
@@ -283,6 +284,38 @@ def test_cancelled_queued_coroutines_never_start():
         return q.qsize()
 
     assert asyncio.run(main()) <= 16
+
+
+def test_cancel_while_a_breaking_pool_delivers_its_queue():
+    """A pool that breaks detaches its queue and fails each task; cancel()
+    of such a task in between finds it no longer queued (it returns False,
+    as for a running task), so nothing is unlinked twice or delivered
+    twice, and every future fails with BrokenPool exactly once."""
+    baseline = counts()
+    q = interpool.Queue()
+    pool = interpool.Pool(1, initializer=hc.wait_then_fail, initargs=(q,))
+    futures = [pool.submit(hc.square, i) for i in range(200)]
+    resolved = []
+    for f in futures:
+        f.add_done_callback(resolved.append)
+    _core._hold_dropped(True)   # the break waits between detaching and delivering
+    try:
+        q.put("fail now")
+        assert wait_until(lambda: pool._core.broken is not None, 60)
+        cancelled = [f.cancel() for f in reversed(futures)]
+        queued = pool._core.queued
+    finally:
+        _core._hold_dropped(False)
+    assert queued == 0
+    assert not any(cancelled)
+    for f in futures:
+        with pytest.raises(interpool.BrokenPool):
+            f.result(60)
+    pool.shutdown()
+    assert wait_until(lambda: len(resolved) == len(futures), 60)
+    assert sorted(map(id, resolved)) == sorted(map(id, futures))   # once each
+    del futures, f, resolved, pool
+    assert_back_to(baseline)
 
 
 # ------------------------------------------------------------------ recycling

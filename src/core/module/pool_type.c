@@ -851,7 +851,24 @@ stop_all_pools(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(hold_dropped_doc,
+"_hold_dropped($module, hold, /)\n--\n\n"
+"Tests only: while held, tasks a breaking or cancelling stop dropped wait\n"
+"before they are delivered (the thread that stops waits with them).");
+
+static PyObject *
+hold_dropped(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    int hold = PyObject_IsTrue(arg);
+    if (hold < 0) {
+        return NULL;
+    }
+    ip_pool_hold_dropped(hold);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef pool_functions[] = {
+    {"_hold_dropped", hold_dropped, METH_O, hold_dropped_doc},
     {"stop_all_pools", (PyCFunction)(void (*)(void))stop_all_pools, METH_FASTCALL, stop_all_doc},
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
     {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,

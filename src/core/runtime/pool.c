@@ -324,25 +324,62 @@ stop_running_locked(ip_pool *p, ip_task *t)
     }
 }
 
-/* Detach the whole queue; mu held. */
+/* Is t (QUEUED) in the queue?  A queued task has a predecessor or is the
+ * head; one take_all_locked detached has neither, and is no longer the
+ * queue's to give away (deliver_dropped delivers it); mu held. */
+static int
+in_queue_locked(ip_pool *p, ip_task *t)
+{
+    IP_ASSERT_LOCKED(&p->mu);
+    return t->prev != NULL || p->head == t;
+}
+
+/* Detach the whole queue, chained by ->next (->prev cleared: cancel() no
+ * longer finds these tasks in the queue); mu held. */
 static ip_task *
 take_all_locked(ip_pool *p)
 {
     IP_ASSERT_LOCKED(&p->mu);
     ip_task *t = p->head;
+    for (ip_task *it = t; it != NULL; it = it->next) {
+        it->prev = NULL;
+    }
     p->head = p->tail = NULL;
     p->nqueued = 0;
     atomic_store_explicit(&p->has_work, 0, memory_order_relaxed);
     return t;
 }
 
-/* Deliver detached tasks with `status`; `msg` (may be NULL) becomes each result. */
+/* Test hook (_core._hold_dropped): while held, dropped tasks wait before
+ * they are delivered, so a test can act on them in between. */
+static pthread_mutex_t hold_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_released = PTHREAD_COND_INITIALIZER;
+static atomic_int hold_dropped;
+
+void
+ip_pool_hold_dropped(int hold)
+{
+    pthread_mutex_lock(&hold_mu);
+    atomic_store(&hold_dropped, hold);
+    pthread_cond_broadcast(&hold_released);
+    pthread_mutex_unlock(&hold_mu);
+}
+
+/* Deliver tasks take_all_locked detached (no lock: they are ours alone)
+ * with `status`; `msg` (may be NULL) becomes each result. */
 static void
 deliver_dropped(ip_task *t, int status, const ip_buf *msg)
 {
+    if (t != NULL && atomic_load_explicit(&hold_dropped, memory_order_relaxed)) {
+        pthread_mutex_lock(&hold_mu);
+        while (atomic_load(&hold_dropped)) {
+            pthread_cond_wait(&hold_released, &hold_mu);
+        }
+        pthread_mutex_unlock(&hold_mu);
+    }
     while (t != NULL) {
         ip_task *next = t->next;
-        t->prev = t->next = NULL;
+        t->next = NULL;
         ip_buf_free(&t->payload);   /* never runs: unpin its arguments now */
         t->status = status;
         t->result.len = 0;
@@ -373,7 +410,7 @@ ip_pool_cancel(ip_pool *p, ip_task *t, int interrupt)
     int removed = 0, stopping = 0;
     pthread_mutex_lock(&p->mu);
     int state = atomic_load(&t->state);
-    if (state == IP_QUEUED && (t->prev || p->head == t)) {
+    if (state == IP_QUEUED && in_queue_locked(p, t)) {
         unlink_locked(p, t);
         ip_task_set_state(t, IP_QUEUED, IP_DROPPED);
         removed = 1;

@@ -126,6 +126,9 @@ void ip_pool_stop(ip_pool *p, int cancel, int cancel_running, int interrupt);
 void ip_pools_stop_owned(ip_owner *owner, int cancel, int cancel_running, int interrupt);
 /* Mark the pool broken (first reason wins) and fail every queued task. */
 void ip_pool_break(ip_pool *p, const char *msg, Py_ssize_t len);
+/* Tests only: hold (1) the delivery of tasks ip_pool_break and ip_pool_stop
+ * dropped until released (0). */
+void ip_pool_hold_dropped(int hold);
 /* Wake idle workers of this pool / of every live pool, for upkeep. */
 void ip_pool_wake(ip_pool *p);
 void ip_wake_all_pools(void);
