@@ -39,6 +39,29 @@ def spin_until(seconds, started=None):
     return seconds
 
 
+def read_byte(fd):
+    """Block in a C call (GIL released) until a byte arrives on fd."""
+    return os.read(fd, 1)
+
+
+def read_byte_holding_gil(fd):
+    """The same, but the C call holds the worker's GIL while it blocks (as
+    a regex that backtracks for minutes does): nothing else runs in that
+    interpreter, its control thread included."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(1)
+    ctypes.PyDLL(None).read(fd, buf, 1)
+    return buf.raw
+
+
+def catastrophic(n):
+    """A regex that backtracks 2**n times inside one C call."""
+    import re
+
+    return re.match(r"(a+)+$", "a" * n + "b") is not None
+
+
 def spin_then(i, spins):
     """Spin for `spins` iterations, then return i (the interrupt storm)."""
     n = 0

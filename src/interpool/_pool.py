@@ -533,7 +533,7 @@ class Pool(AsyncPoolMethods):
             # it, and let the KeyboardInterrupt go on even if a task is stuck
             # in a C call (the exit hook deals with those).
             self.shutdown(wait=False, interrupt=True)
-            self._core.join(_atexit.GRACE)
+            _atexit.wait_after_interrupt(self._core)
             return
         self.shutdown(wait=True)
 

@@ -808,25 +808,28 @@ live_counts(PyObject *module, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(join_all_doc,
-"join_all_workers($module, timeout=None, /)\n--\n\n"
+"join_all_workers($module, timeout=None, set_aside=False, /)\n--\n\n"
 "Wait until every worker thread of every pool this interpreter created has\n"
-"left its interpreter (used at exit, after the pools were stopped).\n"
-"Return True if so.");
+"left its interpreter (used at exit, after the pools were stopped); with\n"
+"set_aside, also the threads set aside (whose stopped calls are stuck in\n"
+"C).  Return True if so.");
 
 static PyObject *
 join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     ip_state *st = ip_state_of_module(module);
     ip_deadline deadline;
-    if (ip_check_nargs("join_all_workers", nargs, 0, 1) < 0 ||
-        ip_arg_deadline(nargs ? args[0] : NULL, &deadline) < 0) {
+    int aside = 0;
+    if (ip_check_nargs("join_all_workers", nargs, 0, 2) < 0 ||
+        ip_arg_deadline(nargs ? args[0] : NULL, &deadline) < 0 ||
+        (nargs == 2 && (aside = PyObject_IsTrue(args[1])) < 0)) {
         return NULL;
     }
     int rc;
     ip_signal_check chk;
     const ip_interrupt *intr = ip_caller_interrupt(st, &chk);
     Py_BEGIN_ALLOW_THREADS
-    rc = ip_owner_wait_idle(st->owner, &deadline, intr);
+    rc = ip_owner_wait_idle(st->owner, aside, &deadline, intr);
     Py_END_ALLOW_THREADS
     if (rc == IP_ERR_INTERRUPTED) {
         return ip_raise(st, rc);
@@ -867,8 +870,29 @@ hold_dropped(PyObject *Py_UNUSED(module), PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(set_stop_grace_doc,
+"_set_stop_grace($module, seconds, /)\n--\n\n"
+"Tests only: how long a stopped call may keep running before it is taken\n"
+"over and its worker set aside (default 0.1); return the previous value.");
+
+static PyObject *
+set_stop_grace(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(seconds >= 0 && seconds < 1e6)) {
+        PyErr_SetString(PyExc_ValueError, "the grace must be between 0 and 1e6 seconds");
+        return NULL;
+    }
+    int64_t old = atomic_exchange(&ip_stop_grace_ns, (int64_t)(seconds * 1e9));
+    return PyFloat_FromDouble((double)old / 1e9);
+}
+
 static PyMethodDef pool_functions[] = {
     {"_hold_dropped", hold_dropped, METH_O, hold_dropped_doc},
+    {"_set_stop_grace", set_stop_grace, METH_O, set_stop_grace_doc},
     {"stop_all_pools", (PyCFunction)(void (*)(void))stop_all_pools, METH_FASTCALL, stop_all_doc},
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
     {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,
