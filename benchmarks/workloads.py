@@ -430,3 +430,22 @@ def spin(seconds: float = 3600.0) -> float:
     while time.monotonic() < end:
         pass
     return seconds
+
+
+def block_holding_gil(fd: int) -> bytes:
+    """A C call that holds its interpreter's GIL until a byte arrives on fd
+    (as a regex that backtracks for minutes does): a task to stop that no
+    bytecode-level stop reaches."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(1)
+    ctypes.PyDLL(None).read(fd, buf, 1)
+    return buf.raw
+
+
+def catastrophic(n: int = 40) -> bool:
+    """A regex that backtracks 2**n times in one C call (for a process a
+    deadline kills)."""
+    import re
+
+    return re.match(r"(a+)+$", "a" * n + "b") is not None

@@ -39,18 +39,23 @@ def spin_until(seconds, started=None):
     return seconds
 
 
-def read_byte(fd):
-    """Block in a C call (GIL released) until a byte arrives on fd."""
+def read_byte(fd, started=None):
+    """Block in a C call (GIL released) until a byte arrives on fd (with
+    `started`, that file is made just before)."""
+    if started:
+        touch(started)
     return os.read(fd, 1)
 
 
-def read_byte_holding_gil(fd):
+def read_byte_holding_gil(fd, started=None):
     """The same, but the C call holds the worker's GIL while it blocks (as
     a regex that backtracks for minutes does): nothing else runs in that
     interpreter, its control thread included."""
     import ctypes
 
     buf = ctypes.create_string_buffer(1)
+    if started:
+        touch(started)
     ctypes.PyDLL(None).read(fd, buf, 1)
     return buf.raw
 

@@ -20,7 +20,7 @@ import pytest
 
 import helpers_control as hc
 import interpool
-from interpool import _core
+from interpool import _atexit, _core
 from helpers_util import assert_back_to, counts, subprocess_env, wait_for_path, wait_until
 
 LONG = 120  # what a task "would" take: the tests end long before
@@ -136,11 +136,10 @@ def test_sigint_at_exit_with_a_task_stuck_in_c(tmp_path):
 
 def test_exit_after_one_sigint_waits_one_grace(tmp_path):
     """Ctrl-C inside `with Pool(2)`, four tasks stuck in a C call: the
-    `with` exit and the exit hook share one grace, counted from the Ctrl-C
-    (they used to wait one each)."""
-    grace = 8
-    proc = start_script(tmp_path, f"""\
-        interpool._atexit.GRACE = {grace}
+    `with` exit and the exit hook share one grace (2 s), counted from the
+    Ctrl-C; they used to wait one each (4 s).  The bound is the point of
+    the test: less than two graces."""
+    proc = start_script(tmp_path, """\
         with interpool.Pool(2) as p:
             futures = [p.submit(time.sleep, LONG) for _ in range(4)]
             print("in the block", flush=True)
@@ -155,16 +154,16 @@ def test_exit_after_one_sigint_waits_one_grace(tmp_path):
     elapsed = time.monotonic() - sent
     assert proc.returncode == 130, (out, err)
     assert "KeyboardInterrupt" in err and "still run in C code" in err
-    assert elapsed < 1.6 * grace, (elapsed, err)   # two graces would be 2 * grace
+    assert elapsed < 1.6 * _atexit.GRACE, (elapsed, err)
 
 
 def test_a_second_sigint_ends_the_exit_at_once(tmp_path):
     """A second Ctrl-C while stopped work is given its grace ends the
-    process at once (status 130), its output flushed."""
+    process at once (status 130), its output flushed; it used to wait a
+    whole grace more.  The bound is the point: less than half a grace."""
     buffered = subprocess_env()
     buffered.pop("PYTHONUNBUFFERED", None)
     proc = start_script(tmp_path, """\
-        interpool._atexit.GRACE = 600
         with interpool.Pool(2) as p:
             futures = [p.submit(time.sleep, LONG) for _ in range(4)]
             print("in the block", flush=True)
@@ -175,15 +174,15 @@ def test_a_second_sigint_ends_the_exit_at_once(tmp_path):
     assert read_line(proc) == "in the block\n"
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    for _ in range(10):   # again (and again, should one land between two waits)
-        time.sleep(0.5)
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)   # not the 600 s grace
+    time.sleep(0.5)   # in the grace now
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
     assert proc.returncode == 130, (out, err)
     assert "unflushed output" in out
     assert "still run in C code" in err
+    assert elapsed < _atexit.GRACE / 2, (elapsed, err)
 
 
 def test_normal_exit_leaves_a_call_stuck_in_c_after_the_grace(tmp_path):
@@ -481,14 +480,21 @@ def test_a_deadline_fails_a_call_stuck_in_c_and_its_worker_is_replaced(pipe, blo
     assert_back_to(baseline)
 
 
+def in_the_call(started):
+    """The task made `started` just before its C call: let it get there."""
+    assert wait_for_path(started, 60)
+    time.sleep(0.2)
+
+
 @pytest.mark.parametrize("block", BLOCKERS.values(), ids=BLOCKERS.keys())
-def test_cancel_interrupt_frees_the_worker_of_a_call_stuck_in_c(pipe, block):
+def test_cancel_interrupt_frees_the_worker_of_a_call_stuck_in_c(tmp_path, pipe, block):
     r, w = pipe
+    started = str(tmp_path / "started")
     with interpool.Pool(1) as pool:
         pool.submit(hc.square, 1).result(60)
         workers = counts()["workers"]
-        future = pool.submit(block, r)
-        assert wait_until(future.running, 60)
+        future = pool.submit(block, r, started)
+        in_the_call(started)
         assert future.cancel(interrupt=True) and future.cancelled()
         assert pool.submit(hc.square, 4).result(60) == 16   # while the call blocks
         os.write(w, b"x")
@@ -496,12 +502,13 @@ def test_cancel_interrupt_frees_the_worker_of_a_call_stuck_in_c(pipe, block):
 
 
 @pytest.mark.parametrize("block", BLOCKERS.values(), ids=BLOCKERS.keys())
-def test_shutdown_interrupt_does_not_wait_for_a_call_stuck_in_c(pipe, block):
+def test_shutdown_interrupt_does_not_wait_for_a_call_stuck_in_c(tmp_path, pipe, block):
     r, w = pipe
+    started = str(tmp_path / "started")
     workers = counts()["workers"]
     pool = interpool.Pool(2)
-    stuck = pool.submit(block, r)
-    assert wait_until(stuck.running, 60)
+    stuck = pool.submit(block, r, started)
+    in_the_call(started)
     assert finishes(lambda: pool.shutdown(wait=True, interrupt=True))   # while the call blocks
     with pytest.raises(interpool.PoolShutdownError):
         stuck.result(0)
