@@ -517,6 +517,19 @@ def test_shutdown_interrupt_does_not_wait_for_a_call_stuck_in_c(tmp_path, pipe, 
     assert back_to(workers)
 
 
+def test_shutdown_interrupt_does_not_wait_for_an_initializer_stuck_in_c(tmp_path, pipe):
+    r, w = pipe
+    started = str(tmp_path / "started")
+    workers = counts()["workers"]
+    pool = interpool.Pool(1, initializer=hc.read_byte_holding_gil, initargs=(r, started))
+    queued = pool.submit(hc.square, 2)
+    in_the_call(started)
+    assert finishes(lambda: pool.shutdown(wait=True, interrupt=True))
+    assert queued.cancelled()
+    os.write(w, b"x")
+    assert back_to(workers)
+
+
 def test_asyncio_cancellation_of_a_call_stuck_in_c(pipe):
     r, w = pipe
     workers = counts()["workers"]
