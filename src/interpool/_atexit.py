@@ -78,7 +78,7 @@ def wait_after_interrupt(core: Any) -> None:
     program will not wait either."""
     global _leave_now
     try:
-        if core.join(_remaining()) and _core.join_all_workers(0, True):
+        if core.join(_remaining(), True) and _core.join_all_workers(0, True):
             _episode_over()
     except KeyboardInterrupt:
         _leave_now = True

@@ -671,17 +671,21 @@ wait_pool(ip_state *st, ip_pool *p, PyObject *const *args, Py_ssize_t nargs, con
 }
 
 PyDoc_STRVAR(join_doc,
-"join($self, timeout=None, /)\n--\n\n"
-"Wait until every worker has exited (after stop()).  Return True if so.");
+"join($self, timeout=None, set_aside=False, /)\n--\n\n"
+"Wait until every worker has exited (after stop()); with set_aside, also\n"
+"those set aside (their stopped calls stuck in C).  Return True if so.");
 
 static PyObject *
 poolcore_join(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ip_state *st = ip_state_of_type(Py_TYPE(op));
-    if (st == NULL) {
+    int aside = 0;
+    if (st == NULL || ip_check_nargs("join", nargs, 0, 2) < 0 ||
+        (nargs == 2 && (aside = PyObject_IsTrue(args[1])) < 0)) {
         return NULL;
     }
-    int exited = wait_pool(st, get_pool(op), args, nargs, "join", ip_pool_wait_exited);
+    int exited = wait_pool(st, get_pool(op), args, nargs > 1 ? 1 : nargs, "join",
+                           aside ? ip_pool_wait_gone : ip_pool_wait_exited);
     if (exited < 0) {
         return NULL;
     }

@@ -1030,6 +1030,22 @@ ip_pool_wait_exited(ip_pool *p, const ip_deadline *deadline, const ip_interrupt 
     return rc;
 }
 
+static int
+all_gone(void *arg)
+{
+    ip_pool *p = arg;
+    return p->nlive == 0 && p->aside == NULL;
+}
+
+int
+ip_pool_wait_gone(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = ip_wait(&p->mu, &p->changed, all_gone, p, deadline, intr);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
 /* ------------------------------------------------------------ worker slots */
 
 int

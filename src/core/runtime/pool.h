@@ -174,6 +174,8 @@ void ip_wake_all_pools(void);
 /* Waits (no thread state attached): IP_OK, IP_ERR_TIMEOUT, IP_ERR_INTERRUPTED. */
 int ip_pool_wait_ready(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr);
 int ip_pool_wait_exited(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr);
+/* The same, also for the workers set aside. */
+int ip_pool_wait_gone(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr);
 
 /* Worker side: the next task for the worker of `slot` (RUNNING), or NULL
  * with *why (enum ip_next).  Called with the worker's thread state
