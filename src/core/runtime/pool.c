@@ -1012,24 +1012,6 @@ ready_or_done(void *arg)
     return p->nready == p->nthreads || p->broken || p->nlive == 0;
 }
 
-int
-ip_pool_wait_ready(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
-{
-    pthread_mutex_lock(&p->mu);
-    int rc = ip_wait(&p->mu, &p->changed, ready_or_done, p, deadline, intr);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
-}
-
-int
-ip_pool_wait_exited(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
-{
-    pthread_mutex_lock(&p->mu);
-    int rc = ip_wait(&p->mu, &p->changed, all_exited, p, deadline, intr);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
-}
-
 static int
 all_gone(void *arg)
 {
@@ -1037,13 +1019,33 @@ all_gone(void *arg)
     return p->nlive == 0 && p->aside == NULL;
 }
 
+/* Wait until ready(p), as workers change (p->changed). */
+static int
+wait_changed(ip_pool *p, int (*ready)(void *), const ip_deadline *deadline,
+             const ip_interrupt *intr)
+{
+    pthread_mutex_lock(&p->mu);
+    int rc = ip_wait(&p->mu, &p->changed, ready, p, deadline, intr);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int
+ip_pool_wait_ready(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
+{
+    return wait_changed(p, ready_or_done, deadline, intr);
+}
+
+int
+ip_pool_wait_exited(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
+{
+    return wait_changed(p, all_exited, deadline, intr);
+}
+
 int
 ip_pool_wait_gone(ip_pool *p, const ip_deadline *deadline, const ip_interrupt *intr)
 {
-    pthread_mutex_lock(&p->mu);
-    int rc = ip_wait(&p->mu, &p->changed, all_gone, p, deadline, intr);
-    pthread_mutex_unlock(&p->mu);
-    return rc;
+    return wait_changed(p, all_gone, deadline, intr);
 }
 
 /* ------------------------------------------------------------ worker slots */
