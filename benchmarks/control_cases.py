@@ -2,8 +2,9 @@
 
 - control-stop: from a stop request on a task that spins in pure Python to
   the next task's result (its worker is free again).
-- control-deadline: how far past its deadline a spinning task's future
-  fails with TimeoutError.
+- control-deadline: how far past its deadline a task's future fails with
+  TimeoutError, and when its worker is free again, for a task spinning in
+  pure Python and one stuck in a C call that holds its GIL.
 - control-sigint: in a fresh process blocked in future.result() on such a
   task, from SIGINT to KeyboardInterrupt in the main thread, and to the end
   of the process (which must not wait for the task).
@@ -117,36 +118,69 @@ def wl_control(b) -> None:
                     "control-stop")
     b.measure(t)
 
-    t = Table("control-deadline", "Deadlines: schedule(timeout=0.1) on a spinning task",
-              [Metric("late", "past the deadline", "ms", False)],
-              note="From schedule() to the future's TimeoutError, less the 100 ms timeout",
-              baseline=None)
+    t = Table("control-deadline", "Deadlines: schedule(timeout=0.1), in pure Python and in a C call",
+              [Metric("late", "deadline → TimeoutError", "ms", False),
+               Metric("free", "deadline → worker free", "ms", False)],
+              note="A task that would run for an hour passes its 100 ms deadline: from the "
+                   "deadline (schedule() + 100 ms) to its future's TimeoutError, and to the "
+                   "result of the next task on the same (only) worker.  The C call holds its "
+                   "GIL (as a backtracking regex does): interpool takes it over after its 100 ms "
+                   "grace and a fresh worker replaces the stuck one; pebble kills the "
+                   "process", baseline=None)
 
-    def past_deadline(pool):
-        """Both pools spell it schedule(fn, timeout=...)."""
+    def past_deadline(pool, fn, args=(), release=None):
+        """Both pools spell it schedule(fn, args, timeout=...)."""
         while True:
             t0 = time.monotonic()
-            f = pool.schedule(W.spin, timeout=0.1)
+            f = pool.schedule(fn, args, timeout=0.1)
             try:
                 f.result()
             except TimeoutError:
                 pass
-            yield {"late": (time.monotonic() - t0) * 1e3 - 100}
+            late = time.monotonic() - t0 - 0.1
+            pool.schedule(W.identity, (1,)).result()
+            free = time.monotonic() - t0 - 0.1
+            if release is not None:
+                release()   # the stuck call returns; its set-aside thread ends
+            yield {"late": late * 1e3, "free": free * 1e3}
 
-    def interpool_deadline(info):
-        with interpool.Pool(1) as pool:
-            pool.submit(W.identity, 0).result()
-            yield from past_deadline(pool)
+    def interpool_deadline(stuck_in_c: bool):
+        def gen(info):
+            with interpool.Pool(1) as pool:
+                pool.submit(W.identity, 0).result()
+                if not stuck_in_c:
+                    yield from past_deadline(pool, W.spin)
+                    return
+                workers = interpool._core.live_counts()["workers"]
+                r, w = os.pipe()
+                try:
+                    yield from past_deadline(pool, W.block_holding_gil, (r,),
+                                             lambda: os.write(w, b"x"))
+                finally:
+                    os.close(w)   # EOF: no call is left blocking on r
+                    deadline = time.monotonic() + 30
+                    while (interpool._core.live_counts()["workers"] > workers
+                           and time.monotonic() < deadline):
+                        time.sleep(0.01)   # set-aside threads end their interpreters
+                    os.close(r)
+        return gen
 
-    b.case("interpool.schedule", "interpool Pool.schedule(fn, timeout=0.1)", interpool_deadline)
+    b.case("interpool.schedule", "interpool Pool.schedule, pure Python",
+           interpool_deadline(False))
+    b.case("interpool.schedule-c", "interpool Pool.schedule, C call holding its GIL",
+           interpool_deadline(True))
 
-    def pebble_deadline(info):
-        with _pebble_pool(b) as pool:
-            yield from past_deadline(pool)
+    def pebble_deadline(fn, args=()):
+        def gen(info):
+            with _pebble_pool(b) as pool:
+                yield from past_deadline(pool, fn, args)
+        return gen
 
     if "pebble" in b.peers:
-        b.case("pebble.schedule", "pebble ProcessPool.schedule(fn, timeout=0.1)",
-               pebble_deadline)
+        b.case("pebble.schedule", "pebble ProcessPool.schedule, pure Python",
+               pebble_deadline(W.spin))
+        b.case("pebble.schedule-c", "pebble ProcessPool.schedule, C call (a backtracking regex)",
+               pebble_deadline(W.catastrophic, (40,)))
     b.measure(t)
 
     if b.quick:

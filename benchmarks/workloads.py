@@ -479,6 +479,8 @@ def warm_pyflakes(seconds: float) -> int:
     flake_count("import os\n", "warm.py")
     time.sleep(seconds)
     return 0
+
+
 # ----------------------------------------------------------- mixed workload
 
 
@@ -501,3 +503,25 @@ def link_targets(html: str) -> list[int]:
     parser.feed(html)
     parser.close()
     return parser.targets
+
+
+# ----------------------------------------------------------- stuck in C
+
+
+def block_holding_gil(fd: int) -> bytes:
+    """A C call that holds its interpreter's GIL until a byte arrives on fd
+    (as a regex that backtracks for minutes does): a task to stop that no
+    bytecode-level stop reaches."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(1)
+    ctypes.PyDLL(None).read(fd, buf, 1)
+    return buf.raw
+
+
+def catastrophic(n: int = 40) -> bool:
+    """A regex that backtracks 2**n times in one C call (for a process a
+    deadline kills)."""
+    import re
+
+    return re.match(r"(a+)+$", "a" * n + "b") is not None

@@ -39,6 +39,34 @@ def spin_until(seconds, started=None):
     return seconds
 
 
+def read_byte(fd, started=None):
+    """Block in a C call (GIL released) until a byte arrives on fd (with
+    `started`, that file is made just before)."""
+    if started:
+        touch(started)
+    return os.read(fd, 1)
+
+
+def read_byte_holding_gil(fd, started=None):
+    """The same, but the C call holds the worker's GIL while it blocks (as
+    a regex that backtracks for minutes does): nothing else runs in that
+    interpreter, its control thread included."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(1)
+    if started:
+        touch(started)
+    ctypes.PyDLL(None).read(fd, buf, 1)
+    return buf.raw
+
+
+def catastrophic(n):
+    """A regex that backtracks 2**n times inside one C call."""
+    import re
+
+    return re.match(r"(a+)+$", "a" * n + "b") is not None
+
+
 def spin_then(i, spins):
     """Spin for `spins` iterations, then return i (the interrupt storm)."""
     n = 0
@@ -66,8 +94,21 @@ def init(value):
     init_value = value
 
 
+def wait_then_fail(q):
+    """An initializer that fails when told to (through the Queue q)."""
+    q.get(timeout=60)
+    raise RuntimeError("the initializer failed on purpose")
+
+
 def interpreter_and_init(*_):
     return interpreter_id(), init_value
+
+
+async def nap_then(i, seconds):
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return i
 
 
 async def async_forever(started=None):

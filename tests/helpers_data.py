@@ -173,6 +173,15 @@ def q_get(q, timeout=60.0):
     return q.get(timeout=timeout)
 
 
+def q_get_error(q, timeout=60.0):
+    """The type name of the exception q.get() raises (None if it did not)."""
+    try:
+        q.get(timeout=timeout)
+    except BaseException as exc:
+        return type(exc).__name__
+    return None
+
+
 def q_put(q, item):
     q.put(item)
     return True

@@ -42,6 +42,10 @@ def first_item(value):
     return value[0]
 
 
+def lengths(*values):
+    return [len(v) for v in values]
+
+
 def total_of_pair(pair):
     """One-argument form of total(grid, extra): amap passes (grid, extra)."""
     grid, extra = pair

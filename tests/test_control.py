@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import CancelledError, as_completed, wait
 
@@ -19,6 +20,7 @@ import pytest
 
 import helpers_control as hc
 import interpool
+from interpool import _atexit, _core
 from helpers_util import assert_back_to, counts, subprocess_env, wait_for_path, wait_until
 
 LONG = 120  # what a task "would" take: the tests end long before
@@ -75,11 +77,11 @@ def read_line(proc):
     return data.decode()
 
 
-def start_script(tmp_path, body):
+def start_script(tmp_path, body, env=None):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(long=LONG, body=textwrap.indent(textwrap.dedent(body), " " * 8)))
     return subprocess.Popen(
-        [sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
+        [sys.executable, str(script)], cwd=tmp_path, env=env or subprocess_env(),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -132,6 +134,116 @@ def test_sigint_at_exit_with_a_task_stuck_in_c(tmp_path):
     assert "still run in C code" in err
 
 
+def test_exit_after_one_sigint_waits_one_grace(tmp_path):
+    """Ctrl-C inside `with Pool(2)`, four tasks stuck in a C call: the
+    `with` exit and the exit hook share one grace (2 s), counted from the
+    Ctrl-C; they used to wait one each (4 s).  The bound is the point of
+    the test: less than two graces."""
+    proc = start_script(tmp_path, """\
+        with interpool.Pool(2) as p:
+            futures = [p.submit(time.sleep, LONG) for _ in range(4)]
+            print("in the block", flush=True)
+            futures[0].result()
+        """)
+    assert read_line(proc) == "ready\n"
+    assert read_line(proc) == "in the block\n"
+    time.sleep(0.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 130, (out, err)
+    assert "KeyboardInterrupt" in err and "still run in C code" in err
+    assert elapsed < 1.6 * _atexit.GRACE, (elapsed, err)
+
+
+def test_a_second_sigint_ends_the_exit_at_once(tmp_path):
+    """A second Ctrl-C while stopped work is given its grace ends the
+    process at once (status 130), its output flushed; it used to wait a
+    whole grace more.  The bound is the point: less than half a grace."""
+    buffered = subprocess_env()
+    buffered.pop("PYTHONUNBUFFERED", None)
+    proc = start_script(tmp_path, """\
+        with interpool.Pool(2) as p:
+            futures = [p.submit(time.sleep, LONG) for _ in range(4)]
+            print("in the block", flush=True)
+            print("unflushed output", end="")
+            futures[0].result()
+        """, env=buffered)
+    assert read_line(proc) == "ready\n"
+    assert read_line(proc) == "in the block\n"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)   # in the grace now
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    elapsed = time.monotonic() - sent
+    assert proc.returncode == 130, (out, err)
+    assert "unflushed output" in out
+    assert "still run in C code" in err
+    assert elapsed < _atexit.GRACE / 2, (elapsed, err)
+
+
+def test_normal_exit_leaves_a_call_stuck_in_c_after_the_grace(tmp_path):
+    """A call stuck in C whose deadline passed was taken over: the program
+    ends normally, and its exit waits for that call only the grace."""
+    proc = start_script(tmp_path, """\
+        import os
+        r, w = os.pipe()   # nobody writes: the call never returns
+        future = pool.schedule(hc.read_byte, (r,), timeout=0.2)
+        print(type(future.exception()).__name__, flush=True)
+        """)
+    out, err = proc.communicate(timeout=60)
+    assert out == "ready\nTimeoutError\n", (out, err)
+    assert proc.returncode == 0, (out, err)
+    assert "still run in C code" in err
+    assert "remaining subinterpreters" not in err
+
+
+def test_sigterm_handler_during_the_exit_wait(tmp_path):
+    """A SIGTERM handler that raises SystemExit while the exit waits for
+    running work stops that work like Ctrl-C and leaves with its status:
+    no "Exception ignored on threading shutdown" noise."""
+    proc = start_script(tmp_path, """\
+        def on_term(*args):
+            raise SystemExit(3)
+        signal.signal(signal.SIGTERM, on_term)
+        future = pool.submit(time.sleep, LONG)
+        print("exiting", flush=True)
+        """)
+    assert read_line(proc) == "ready\n"
+    assert read_line(proc) == "exiting\n"
+    time.sleep(0.5)   # in the exit hook's wait for the running task
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, (out, err)
+    assert "Exception ignored" not in err
+    assert "remaining subinterpreters" not in err
+
+
+@pytest.mark.skipif(bool(os.environ.get("INTERPOOL_ASAN")), reason="ASan reserves terabytes")
+def test_a_pool_too_large_for_the_address_space(tmp_path):
+    """Pool(1000) under a 6 GiB address-space cap: one clear BrokenPool,
+    not a block of noise per worker."""
+    proc = start_script(tmp_path, """\
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+        try:
+            with interpool.Pool(1000) as big:
+                big.wait_ready()
+                print("all ready", big.submit(hc.square, 3).result(), flush=True)
+        except interpool.BrokenPool as exc:
+            print("BrokenPool", flush=True)
+        """)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, (out, err)
+    assert out.endswith("BrokenPool\n") or out.endswith("all ready 9\n"), (out, err)
+    # CPython itself reports each interpreter whose creation failed: at
+    # most those created at once (one per core) when memory ran out
+    assert err.count("Exception ignored") <= max(2, os.cpu_count()), err
+
+
 def test_normal_exit_finishes_running_work(tmp_path):
     proc = start_script(tmp_path, "f = pool.submit(hc.spin_until, 0.5)\nprint('exiting', flush=True)")
     out, err = proc.communicate(timeout=60)
@@ -148,7 +260,9 @@ def test_schedule_timeout_stops_code_that_swallows_exceptions(tmp_path):
         future = pool.schedule(hc.spin_forever, (done,), timeout=0.2)
         with pytest.raises(TimeoutError):
             future.result(timeout=60)
-        assert os.path.exists(done)  # its finally: block ran
+        # its finally: block runs (before the future fails, unless the worker
+        # took longer than the stop grace to get there and was set aside)
+        assert wait_for_path(done, 60)
         assert pool.submit(hc.square, 3).result(timeout=60) == 9  # the worker is free
 
 
@@ -284,6 +398,171 @@ def test_cancelled_queued_coroutines_never_start():
     assert asyncio.run(main()) <= 16
 
 
+def test_cancel_while_a_breaking_pool_delivers_its_queue():
+    """A pool that breaks detaches its queue and fails each task; cancel()
+    of such a task in between finds it no longer queued (it returns False,
+    as for a running task), so nothing is unlinked twice or delivered
+    twice, and every future fails with BrokenPool exactly once."""
+    baseline = counts()
+    q = interpool.Queue()
+    pool = interpool.Pool(1, initializer=hc.wait_then_fail, initargs=(q,))
+    futures = [pool.submit(hc.square, i) for i in range(200)]
+    resolved = []
+    for f in futures:
+        f.add_done_callback(resolved.append)
+    _core._hold_dropped(True)   # the break waits between detaching and delivering
+    try:
+        q.put("fail now")
+        assert wait_until(lambda: pool._core.broken is not None, 60)
+        cancelled = [f.cancel() for f in reversed(futures)]
+        queued = pool._core.queued
+    finally:
+        _core._hold_dropped(False)
+    assert queued == 0
+    assert not any(cancelled)
+    for f in futures:
+        with pytest.raises(interpool.BrokenPool):
+            f.result(60)
+    pool.shutdown()
+    assert wait_until(lambda: len(resolved) == len(futures), 60)
+    assert sorted(map(id, resolved)) == sorted(map(id, futures))   # once each
+    del futures, f, resolved, pool
+    assert_back_to(baseline)
+
+
+# ------------------------------------------------------------------ calls stuck in C
+# A stop lands in running code at its next bytecode; a C call that blocks
+# holds it.  Here the call reads from a pipe that nobody writes to until
+# the test lets it return, so everything checked before that happens while
+# the call is stuck.  Such a call is taken over after a short grace: its
+# future fails on time, and a fresh worker takes the stuck one's place.
+
+BLOCKERS = {"GIL released": hc.read_byte, "GIL held": hc.read_byte_holding_gil}
+
+
+@pytest.fixture
+def pipe():
+    workers = counts()["workers"]
+    r, w = os.pipe()
+    try:
+        yield r, w
+    finally:
+        os.close(w)   # EOF: a call a failed test left blocking returns
+        wait_until(lambda: counts()["workers"] <= workers, 60)
+        os.close(r)
+
+
+def back_to(workers):
+    """The set-aside thread ended (its call returned): worker threads are
+    back to `workers`."""
+    return wait_until(lambda: counts()["workers"] == workers, 60)
+
+
+@pytest.mark.parametrize("block", BLOCKERS.values(), ids=BLOCKERS.keys())
+def test_a_deadline_fails_a_call_stuck_in_c_and_its_worker_is_replaced(pipe, block):
+    r, w = pipe
+    baseline = counts()
+    with interpool.Pool(1, initializer=hc.init, initargs=("fresh",)) as pool:
+        first = pool.submit(hc.interpreter_id).result(60)
+        workers = counts()["workers"]
+        resolved = []
+        future = pool.schedule(block, (r,), timeout=0.2)
+        future.add_done_callback(resolved.append)
+        assert isinstance(future.exception(60), TimeoutError)   # while the call blocks
+        # the pool kept its capacity: a fresh interpreter, initializer run
+        other, value = pool.submit(hc.interpreter_and_init).result(60)
+        assert other != first and value == "fresh"
+        assert counts()["workers"] == workers + 1   # and the stuck one, set aside
+        os.write(w, b"x")   # the call returns: what it made goes nowhere
+        assert back_to(workers)
+        assert isinstance(future.exception(0), TimeoutError)
+        assert resolved == [future]
+        assert pool.submit(hc.square, 3).result(60) == 9
+    del future, resolved, pool
+    assert_back_to(baseline)
+
+
+def in_the_call(started):
+    """The task made `started` just before its C call: let it get there."""
+    assert wait_for_path(started, 60)
+    time.sleep(0.2)
+
+
+@pytest.mark.parametrize("block", BLOCKERS.values(), ids=BLOCKERS.keys())
+def test_cancel_interrupt_frees_the_worker_of_a_call_stuck_in_c(tmp_path, pipe, block):
+    r, w = pipe
+    started = str(tmp_path / "started")
+    with interpool.Pool(1) as pool:
+        pool.submit(hc.square, 1).result(60)
+        workers = counts()["workers"]
+        future = pool.submit(block, r, started)
+        in_the_call(started)
+        assert future.cancel(interrupt=True) and future.cancelled()
+        assert pool.submit(hc.square, 4).result(60) == 16   # while the call blocks
+        os.write(w, b"x")
+        assert back_to(workers)
+
+
+@pytest.mark.parametrize("block", BLOCKERS.values(), ids=BLOCKERS.keys())
+def test_shutdown_interrupt_does_not_wait_for_a_call_stuck_in_c(tmp_path, pipe, block):
+    r, w = pipe
+    started = str(tmp_path / "started")
+    workers = counts()["workers"]
+    pool = interpool.Pool(2)
+    stuck = pool.submit(block, r, started)
+    in_the_call(started)
+    assert finishes(lambda: pool.shutdown(wait=True, interrupt=True))   # while the call blocks
+    with pytest.raises(interpool.PoolShutdownError):
+        stuck.result(0)
+    assert pool._core.live_workers == 0   # the stuck thread was set aside
+    os.write(w, b"x")
+    assert back_to(workers)
+
+
+def test_shutdown_interrupt_does_not_wait_for_an_initializer_stuck_in_c(tmp_path, pipe):
+    r, w = pipe
+    started = str(tmp_path / "started")
+    workers = counts()["workers"]
+    pool = interpool.Pool(1, initializer=hc.read_byte_holding_gil, initargs=(r, started))
+    queued = pool.submit(hc.square, 2)
+    in_the_call(started)
+    assert finishes(lambda: pool.shutdown(wait=True, interrupt=True))
+    assert queued.cancelled()
+    os.write(w, b"x")
+    assert back_to(workers)
+
+
+def test_asyncio_cancellation_of_a_call_stuck_in_c(pipe):
+    r, w = pipe
+    workers = counts()["workers"]
+
+    async def main():
+        async with interpool.Pool(1) as pool:
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await pool.run(hc.read_byte_holding_gil, r)
+            assert await pool.run(hc.square, 5) == 25   # the worker was replaced
+
+    # `async with` does not wait for the stuck call either
+    assert finishes(lambda: asyncio.run(main()))
+    os.write(w, b"x")
+    assert back_to(workers)
+
+
+def test_a_result_made_as_its_deadline_passes_wins():
+    """The deadline passes while the call runs in C holding its GIL (so no
+    stop reaches it), and the call returns within the grace: the value it
+    made is the future's result, not TimeoutError."""
+    old = _core._set_stop_grace(60)   # so the call is not taken over meanwhile
+    n = 20_000_000                    # sum() of it: a second or so in one C call
+    try:
+        with interpool.Pool(1) as pool:
+            pool.submit(hc.square, 1).result(60)
+            assert pool.schedule(sum, (range(n),), timeout=0.01).result(120) == n * (n - 1) // 2
+    finally:
+        _core._set_stop_grace(old)
+
+
 # ------------------------------------------------------------------ recycling
 
 
@@ -308,6 +587,26 @@ def test_recycling_with_coroutine_tasks(concurrency):
         ids = list(pool.map(hc.async_interpreter_id, range(100)))
     assert len(ids) == 100
     assert len(set(ids)) >= 10
+
+
+def finishes(fn, timeout=60):
+    """Run fn() in a thread; whether it returned within `timeout` (a hang
+    check, not a timing)."""
+    thread = threading.Thread(target=fn, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return not thread.is_alive()
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_recycling_coroutine_workers_finish_the_queue_at_shutdown(wait):
+    """A worker whose interpreter ran its max_tasks while the pool stops
+    hands the queued tasks to a fresh interpreter instead of leaving them."""
+    pool = interpool.Pool(1, concurrency=2, max_tasks_per_worker=2)
+    futures = [pool.submit(hc.nap_then, i, 0.2) for i in range(6)]
+    assert finishes(lambda: pool.shutdown(wait=wait))
+    assert [f.result(60) for f in futures] == list(range(6))
+    assert finishes(pool.shutdown)
 
 
 def test_recycling_keeps_the_queue():

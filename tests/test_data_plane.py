@@ -519,6 +519,21 @@ def test_queue_main_to_worker_and_back(pool):
     assert q.get(timeout=60) == (3, "four")
 
 
+def test_an_item_a_worker_cannot_decode_stays_in_the_queue(pool):
+    """get() in an interpreter that cannot rebuild the item (its class's
+    module does not load there) raises, and puts the item back at the
+    front, in order: another interpreter can still take it."""
+    import helpers_no_subinterp as hn
+
+    q = interpool.Queue()
+    q.put(hn.Opaque(1))
+    q.put("second")
+    assert pool.submit(hd.q_get_error, q).result(timeout=60) == "ImportError"
+    assert q.qsize() == 2
+    assert q.get(timeout=60) == hn.Opaque(1)
+    assert q.get(timeout=60) == "second"
+
+
 def test_worker_blocked_in_get_wakes_on_put(pool):
     ready, q = interpool.Queue(), interpool.Queue()
     f = pool.submit(hd.q_ready_then_get, ready, q)

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures as cf
 import gc
 import itertools
+import sys
 import threading
 
 import pytest
@@ -245,6 +246,37 @@ def test_the_cache_is_bounded(pool):
         for _ in range(2):
             assert pool.submit(hs.first_item, v).result(60) == v[0]
     assert auto_shared() <= 32
+    del values, v
+    assert wait_until(lambda: auto_shared() == 0, 30)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: tuple(range(5000)), lambda: "x" * 100_000, lambda: b"y" * 100_000,
+    lambda: frozenset(range(5000)),
+], ids=["tuple", "str", "bytes", "frozenset"])
+def test_a_value_sent_once_is_not_kept_alive(pool, make):
+    """The "seen once" record of a large argument holds no reference to it:
+    once the caller drops it, it is gone."""
+    big = make()
+    refs = sys.getrefcount(big)
+    assert pool.submit(hs.lengths, big).result(60) == [len(big)]
+    for i in range(100):   # ordinary calls after it
+        assert pool.submit(hs.lengths, (i,)).result(60) == [1]
+    counts()  # deferred releases of the calls' buffers happen here
+    assert sys.getrefcount(big) == refs
+
+
+def test_one_call_never_evicts_what_it_substituted(pool):
+    """A call that uses every cached entry and brings a new value on its
+    second sighting: the new one travels inline rather than evicting an
+    entry whose stand-in is already in the call."""
+    values = [bytes([k]) * 5000 for k in range(33)]
+    for v in values[:32]:
+        for _ in range(2):
+            assert pool.submit(hs.first_item, v).result(60) == v[0]
+    assert pool.submit(hs.first_item, values[32]).result(60) == 32   # its first sighting
+    assert pool.submit(hs.lengths, *values).result(60) == [5000] * 33
+    assert pool.submit(hs.lengths, *values).result(60) == [5000] * 33
     del values, v
     assert wait_until(lambda: auto_shared() == 0, 30)
 

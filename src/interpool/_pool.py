@@ -594,7 +594,9 @@ class Pool(AsyncPoolMethods):
         ones.  With interrupt=True, also cancel the queued ones and stop the
         running ones (``TaskInterrupted`` is raised in sync code, coroutines
         are cancelled); their futures fail with ``PoolShutdownError``.  With
-        wait=True, return once every worker has exited (Ctrl-C ends the wait)."""
+        wait=True, return once every worker has exited (Ctrl-C ends the wait);
+        a worker set aside (its stopped call stuck in a C call) is waited for
+        two seconds at most."""
         cancel = cancel_futures or interrupt
         with self._lock:
             self._shutdown = True
@@ -610,6 +612,9 @@ class Pool(AsyncPoolMethods):
         self._retire_loop_completions()
         if wait:
             self._core.join()
+            # Workers set aside (a stopped call stuck in C, its future already
+            # failed) get the grace to run their finally blocks and end.
+            self._core.join(_atexit.GRACE, True)
             if completions is not None:
                 completions.resolve()  # every future is done when shutdown returns
                 completions.join()
@@ -628,7 +633,7 @@ class Pool(AsyncPoolMethods):
             # it, and let the KeyboardInterrupt go on even if a task is stuck
             # in a C call (the exit hook deals with those).
             self.shutdown(wait=False, interrupt=True)
-            self._core.join(_atexit.GRACE)
+            _atexit.wait_after_interrupt(self._core)
             return
         self.shutdown(wait=True)
 

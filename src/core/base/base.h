@@ -31,6 +31,7 @@ typedef enum ip_err {
     IP_ERR_FULL = -7,         /* no room (bounded queue) */
     IP_ERR_OS = -8,           /* a system call failed: errno says why */
     IP_ERR_STARTED = -9,      /* configuration after the pool started */
+    IP_ERR_TAKEN = -10,       /* a stopped call stuck past its grace was taken over */
 } ip_err;
 
 #endif

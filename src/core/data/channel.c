@@ -152,6 +152,29 @@ ip_channel_get(ip_channel *q, ip_buf *item, const ip_deadline *deadline,
     return IP_OK;
 }
 
+int
+ip_channel_unget(ip_channel *q, ip_buf *item)
+{
+    qitem *it = PyMem_RawCalloc(1, sizeof(qitem));
+    if (it == NULL) {
+        ip_buf_free(item);
+        return IP_ERR_NOMEM;
+    }
+    it->data = *item;
+    memset(item, 0, sizeof(*item));
+    pthread_mutex_lock(&q->mu);
+    it->next = q->head;
+    q->head = it;
+    if (q->tail == NULL) {
+        q->tail = it;
+    }
+    q->n++;
+    pthread_cond_signal(&q->not_empty);
+    notify_waiters(q, 0);
+    pthread_mutex_unlock(&q->mu);
+    return IP_OK;
+}
+
 Py_ssize_t
 ip_channel_size(ip_channel *q)
 {

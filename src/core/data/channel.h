@@ -31,6 +31,12 @@ int ip_channel_put(ip_channel *q, ip_buf *item, const ip_deadline *deadline,
 int ip_channel_get(ip_channel *q, ip_buf *item, const ip_deadline *deadline,
                    const ip_interrupt *intr);
 
+/* Put back an item ip_channel_get took (taken over), at the front: a getter
+ * that could not decode it leaves it for another.  Never waits (a bounded
+ * channel may hold one more item than its bound for a moment); IP_OK or
+ * IP_ERR_NOMEM (the item is then freed). */
+int ip_channel_unget(ip_channel *q, ip_buf *item);
+
 Py_ssize_t ip_channel_size(ip_channel *q);
 Py_ssize_t ip_channel_maxsize(ip_channel *q);
 int ip_channel_full(ip_channel *q);

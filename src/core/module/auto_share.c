@@ -9,6 +9,17 @@
  * more.  The cache is bounded (entries and bytes, least recently used goes
  * first), and an entry whose object only the cache still holds is released
  * at the next sweep (workers then drop their copies).
+ *
+ * A first sighting keeps no reference (none of these types can be weakly
+ * referenced): it is a fingerprint, the object's address, type and length.
+ * Another object born at the same address with the same type and length
+ * after the first died looks like a second sighting and is promoted one
+ * call early: a cost, never a wrong value (an entry holds its own object).
+ *
+ * The entries a call substitutes are pinned until that call is encoded:
+ * making room for another argument of the same call (or of a call made
+ * while encoding it, by pickling code) never evicts them, as their
+ * stand-ins are already in its arguments.
  */
 #include "module/state.h"
 
@@ -28,16 +39,26 @@ typedef struct {
     ip_shared *sv;       /* one pin reference */
     Py_ssize_t nbytes;
     uint64_t used;
+    uint64_t pinned;     /* the call that last substituted it */
 } entry;
+
+/* A large candidate seen once, without a reference to it. */
+typedef struct {
+    uintptr_t addr;      /* 0: empty */
+    PyTypeObject *type;
+    Py_ssize_t len;
+} sighting;
 
 struct auto_share {
     entry entries[MAX_ENTRIES];
     int n;
     Py_ssize_t bytes;
     uint64_t clock;
-    PyObject *seen[SIGHTINGS];   /* strong, or NULL */
+    uint64_t call;       /* the latest call substituted (numbered from 1) */
+    uint64_t pin_from;   /* entries pinned by this call or a later one are in use */
+    int encoding;        /* calls being encoded (nested: pickling code may call) */
+    sighting seen[SIGHTINGS];
     int seen_next;
-    unsigned calls;
 };
 
 static Py_ssize_t min_bytes = -1;   /* INTERPOOL_AUTO_SHARE_BYTES (0: off), read once */
@@ -109,6 +130,12 @@ cache_of(ip_state *st)
     return st->auto_share;
 }
 
+static int
+in_use(struct auto_share *a, entry *e)
+{
+    return a->encoding > 0 && e->pinned >= a->pin_from;
+}
+
 static void
 drop(struct auto_share *a, int i)
 {
@@ -130,15 +157,9 @@ ip_auto_share_sweep(ip_state *st)
     if (a == NULL) {
         return;
     }
-    /* Sightings first: one may hold (as a tuple argument's item) an entry's
-     * object. */
-    for (int i = 0; i < SIGHTINGS; i++) {
-        if (a->seen[i] != NULL && Py_REFCNT(a->seen[i]) == 1) {
-            Py_CLEAR(a->seen[i]);
-        }
-    }
     for (int i = a->n - 1; i >= 0; i--) {
-        if (Py_REFCNT(a->entries[i].obj) == 1) {   /* the caller let go of it */
+        if (Py_REFCNT(a->entries[i].obj) == 1 && !in_use(a, &a->entries[i])) {
+            /* the caller let go of it (and no call being encoded uses it) */
             drop(a, i);
         }
     }
@@ -152,11 +173,15 @@ promote(struct auto_share *a, PyObject *obj, const char *data, Py_ssize_t len)
         return;
     }
     while (a->n > 0 && (a->n == MAX_ENTRIES || a->bytes + len > MAX_BYTES)) {
-        int lru = 0;
-        for (int i = 1; i < a->n; i++) {
-            if (a->entries[i].used < a->entries[lru].used) {
+        int lru = -1;   /* least recently used of those this call does not use */
+        for (int i = 0; i < a->n; i++) {
+            if (!in_use(a, &a->entries[i]) &&
+                (lru < 0 || a->entries[i].used < a->entries[lru].used)) {
                 lru = i;
             }
+        }
+        if (lru < 0) {
+            return;   /* no room without evicting this call's own: it travels inline */
         }
         drop(a, lru);
     }
@@ -174,22 +199,34 @@ promote(struct auto_share *a, PyObject *obj, const char *data, Py_ssize_t len)
     e->sv = sv;
     e->nbytes = len;
     e->used = ++a->clock;
+    e->pinned = a->call;
     a->bytes += len;
     atomic_fetch_add(&ip_live_auto_shared, 1);
+}
+
+/* The length that goes into a sighting's fingerprint. */
+static Py_ssize_t
+length_of(PyObject *obj)
+{
+    PyTypeObject *tp = Py_TYPE(obj);
+    return tp == &PyUnicode_Type ? PyUnicode_GET_LENGTH(obj)
+           : tp == &PyFrozenSet_Type ? PySet_GET_SIZE(obj)
+                                      : Py_SIZE(obj);   /* tuple, bytes */
 }
 
 /* Seen once before (then forget it), else remember it. */
 static int
 second_sighting(struct auto_share *a, PyObject *obj)
 {
+    sighting now = {(uintptr_t)obj, Py_TYPE(obj), length_of(obj)};
     for (int i = 0; i < SIGHTINGS; i++) {
-        if (a->seen[i] == obj) {
-            a->seen[i] = NULL;
-            Py_DECREF(obj);
+        sighting *s = &a->seen[i];
+        if (s->addr == now.addr && s->type == now.type && s->len == now.len) {
+            memset(s, 0, sizeof(*s));
             return 1;
         }
     }
-    Py_XSETREF(a->seen[a->seen_next], Py_NewRef(obj));
+    a->seen[a->seen_next] = now;
     a->seen_next = (a->seen_next + 1) % SIGHTINGS;
     return 0;
 }
@@ -241,6 +278,7 @@ stand_in_for(ip_state *st, struct auto_share *a, PyObject *obj)
     entry *e = cached(a, obj);
     if (e != NULL) {
         e->used = ++a->clock;
+        e->pinned = a->call;
         return ip_shared_stand_in(st, e->sv);
     }
     Py_ssize_t need = threshold();
@@ -339,13 +377,12 @@ error:
     return -1;
 }
 
-int
-ip_auto_share_substitute(ip_state *st, PyObject *args, PyObject **out)
+/* Substitute into `args`: 1 with a new container in *out, 0 when nothing
+ * is replaced, -1 with an exception. */
+static int
+auto_share_substitute(ip_state *st, struct auto_share *a, PyObject *args, PyObject **out)
 {
     *out = NULL;
-    if (threshold() <= 0) {
-        return 0;
-    }
     int is_tuple = PyTuple_CheckExact(args);
     if (!is_tuple && !PyDict_CheckExact(args)) {
         return 0;
@@ -367,14 +404,30 @@ ip_auto_share_substitute(ip_state *st, PyObject *args, PyObject **out)
     if (!any) {
         return 0;
     }
-    struct auto_share *a = cache_of(st);
-    if (a == NULL) {
-        return 0;
-    }
-    if (++a->calls % SWEEP_EVERY == 0) {
+    if (++a->call % SWEEP_EVERY == 0) {
         ip_auto_share_sweep(st);
     }
     return substitute(st, a, args, 0, out);
+}
+
+int
+ip_auto_share_encode(ip_state *st, ip_buf *b, PyObject *args, int flags)
+{
+    struct auto_share *a = threshold() > 0 ? cache_of(st) : NULL;
+    if (a == NULL) {
+        return ip_encode(&st->codec, b, args, flags);
+    }
+    if (a->encoding++ == 0) {
+        a->pin_from = a->call + 1;
+    }
+    PyObject *subst = NULL;
+    int rc = auto_share_substitute(st, a, args, &subst);
+    if (rc >= 0) {
+        rc = ip_encode(&st->codec, b, rc ? subst : args, flags);
+    }
+    Py_XDECREF(subst);
+    a->encoding--;
+    return rc;
 }
 
 void
@@ -387,9 +440,6 @@ ip_auto_share_free(ip_state *st)
     while (a->n > 0) {
         drop(a, a->n - 1);
     }
-    for (int i = 0; i < SIGHTINGS; i++) {
-        Py_CLEAR(a->seen[i]);
-    }
     PyMem_RawFree(a);
     st->auto_share = NULL;
 }
@@ -401,9 +451,6 @@ ip_auto_share_traverse(ip_state *st, visitproc visit, void *arg)
     if (a != NULL) {
         for (int i = 0; i < a->n; i++) {
             Py_VISIT(a->entries[i].obj);
-        }
-        for (int i = 0; i < SIGHTINGS; i++) {
-            Py_VISIT(a->seen[i]);
         }
     }
     return 0;

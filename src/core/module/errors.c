@@ -62,6 +62,10 @@ ip_raise(ip_state *st, int code)
     case IP_ERR_STARTED:
         PyErr_SetString(PyExc_RuntimeError, "the pool has already started");
         break;
+    case IP_ERR_TAKEN:
+        PyErr_SetString(st->task_interrupted,
+                        "the call ran past its stop and was taken over (its result is discarded)");
+        break;
     default:
         PyErr_Format(PyExc_SystemError, "interpool: unexpected result code %d", code);
         break;

@@ -221,21 +221,6 @@ poolcore_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-/* One container of a call (its args tuple or kwargs dict) as one value,
- * large repeated arguments replaced by their shared values' stand-ins. */
-static int
-encode_part(ip_state *st, ip_buf *b, PyObject *part)
-{
-    PyObject *subst = NULL;
-    int rc = ip_auto_share_substitute(st, part, &subst);
-    if (rc < 0) {
-        return -1;
-    }
-    rc = ip_encode(&st->codec, b, rc ? subst : part, IP_ENC_SHARE_BUFFERS);
-    Py_XDECREF(subst);
-    return rc;
-}
-
 int
 ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
 {
@@ -244,11 +229,11 @@ ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
         Py_ssize_t n = PyList_GET_SIZE(args);
         rc = ip_codec_write_head(b, IP_HEAD_LIST, n);
         for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
-            rc = encode_part(st, b, PyList_GET_ITEM(args, i));
+            rc = ip_auto_share_encode(st, b, PyList_GET_ITEM(args, i), IP_ENC_SHARE_BUFFERS);
         }
     }
     else {
-        rc = encode_part(st, b, args);
+        rc = ip_auto_share_encode(st, b, args, IP_ENC_SHARE_BUFFERS);
     }
     if (rc < 0) {
         return -1;
@@ -256,7 +241,7 @@ ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs)
     if (kwargs == NULL || kwargs == Py_None || PyDict_GET_SIZE(kwargs) == 0) {
         return ip_encode(&st->codec, b, Py_None, 0);
     }
-    return encode_part(st, b, kwargs);
+    return ip_auto_share_encode(st, b, kwargs, IP_ENC_SHARE_BUFFERS);
 }
 
 PyDoc_STRVAR(register_doc,
@@ -687,17 +672,21 @@ wait_pool(ip_state *st, ip_pool *p, PyObject *const *args, Py_ssize_t nargs, con
 }
 
 PyDoc_STRVAR(join_doc,
-"join($self, timeout=None, /)\n--\n\n"
-"Wait until every worker has exited (after stop()).  Return True if so.");
+"join($self, timeout=None, set_aside=False, /)\n--\n\n"
+"Wait until every worker has exited (after stop()); with set_aside, also\n"
+"those set aside (their stopped calls stuck in C).  Return True if so.");
 
 static PyObject *
 poolcore_join(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
     ip_state *st = ip_state_of_type(Py_TYPE(op));
-    if (st == NULL) {
+    int aside = 0;
+    if (st == NULL || ip_check_nargs("join", nargs, 0, 2) < 0 ||
+        (nargs == 2 && (aside = PyObject_IsTrue(args[1])) < 0)) {
         return NULL;
     }
-    int exited = wait_pool(st, get_pool(op), args, nargs, "join", ip_pool_wait_exited);
+    int exited = wait_pool(st, get_pool(op), args, nargs > 1 ? 1 : nargs, "join",
+                           aside ? ip_pool_wait_gone : ip_pool_wait_exited);
     if (exited < 0) {
         return NULL;
     }
@@ -872,25 +861,28 @@ lock_stats(PyObject *Py_UNUSED(module), PyObject *on)
 }
 
 PyDoc_STRVAR(join_all_doc,
-"join_all_workers($module, timeout=None, /)\n--\n\n"
+"join_all_workers($module, timeout=None, set_aside=False, /)\n--\n\n"
 "Wait until every worker thread of every pool this interpreter created has\n"
-"left its interpreter (used at exit, after the pools were stopped).\n"
-"Return True if so.");
+"left its interpreter (used at exit, after the pools were stopped); with\n"
+"set_aside, also the threads set aside (whose stopped calls are stuck in\n"
+"C).  Return True if so.");
 
 static PyObject *
 join_all_workers(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     ip_state *st = ip_state_of_module(module);
     ip_deadline deadline;
-    if (ip_check_nargs("join_all_workers", nargs, 0, 1) < 0 ||
-        ip_arg_deadline(nargs ? args[0] : NULL, &deadline) < 0) {
+    int aside = 0;
+    if (ip_check_nargs("join_all_workers", nargs, 0, 2) < 0 ||
+        ip_arg_deadline(nargs ? args[0] : NULL, &deadline) < 0 ||
+        (nargs == 2 && (aside = PyObject_IsTrue(args[1])) < 0)) {
         return NULL;
     }
     int rc;
     ip_signal_check chk;
     const ip_interrupt *intr = ip_caller_interrupt(st, &chk);
     Py_BEGIN_ALLOW_THREADS
-    rc = ip_owner_wait_idle(st->owner, &deadline, intr);
+    rc = ip_owner_wait_idle(st->owner, aside, &deadline, intr);
     Py_END_ALLOW_THREADS
     if (rc == IP_ERR_INTERRUPTED) {
         return ip_raise(st, rc);
@@ -915,7 +907,45 @@ stop_all_pools(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(hold_dropped_doc,
+"_hold_dropped($module, hold, /)\n--\n\n"
+"Tests only: while held, tasks a breaking or cancelling stop dropped wait\n"
+"before they are delivered (the thread that stops waits with them).");
+
+static PyObject *
+hold_dropped(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    int hold = PyObject_IsTrue(arg);
+    if (hold < 0) {
+        return NULL;
+    }
+    ip_pool_hold_dropped(hold);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(set_stop_grace_doc,
+"_set_stop_grace($module, seconds, /)\n--\n\n"
+"Tests only: how long a stopped call may keep running before it is taken\n"
+"over and its worker set aside (default 0.1); return the previous value.");
+
+static PyObject *
+set_stop_grace(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!(seconds >= 0 && seconds < 1e6)) {
+        PyErr_SetString(PyExc_ValueError, "the grace must be between 0 and 1e6 seconds");
+        return NULL;
+    }
+    int64_t old = atomic_exchange(&ip_stop_grace_ns, (int64_t)(seconds * 1e9));
+    return PyFloat_FromDouble((double)old / 1e9);
+}
+
 static PyMethodDef pool_functions[] = {
+    {"_hold_dropped", hold_dropped, METH_O, hold_dropped_doc},
+    {"_set_stop_grace", set_stop_grace, METH_O, set_stop_grace_doc},
     {"stop_all_pools", (PyCFunction)(void (*)(void))stop_all_pools, METH_FASTCALL, stop_all_doc},
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
     {"wait_counts", wait_counts, METH_NOARGS, wait_counts_doc},

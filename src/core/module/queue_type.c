@@ -114,7 +114,8 @@ queue_put(PyObject *op, PyObject *args, PyObject *kwds)
 PyDoc_STRVAR(get_doc,
 "get($self, block=True, timeout=None)\n--\n\n"
 "Remove and return an item; sleeps while empty.  Raises queue.Empty if\n"
-"not block or on timeout.");
+"not block or on timeout.  An item that cannot be rebuilt in this\n"
+"interpreter goes back to the front of the queue, and the error is raised.");
 
 static PyObject *
 queue_get(PyObject *op, PyObject *args, PyObject *kwds)
@@ -144,6 +145,17 @@ queue_get(PyObject *op, PyObject *args, PyObject *kwds)
         return ip_raise(st, rc);
     }
     PyObject *v = ip_decode_buf(&st->codec, &data);
+    if (v == NULL) {
+        /* Not decodable here (e.g. its class's module does not load in this
+         * interpreter): back to the front, for a getter that can. */
+        PyObject *exc = PyErr_GetRaisedException();
+        if (ip_channel_unget(channel_of(op), &data) < 0) {
+            PyErr_SetRaisedException(exc);
+            return PyErr_NoMemory();
+        }
+        PyErr_SetRaisedException(exc);
+        return NULL;
+    }
     ip_buf_free(&data);
     return v;
 }

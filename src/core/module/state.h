@@ -157,12 +157,12 @@ extern atomic_long ip_live_shared_copies;
 
 /* ------------------------------------------------------------ auto_share.c */
 
-/* A call's top-level arguments (a tuple, or a dict's values) with each
- * large (INTERPOOL_AUTO_SHARE_BYTES, default 4 KiB encoded), deeply
- * immutable value sent again as the same object replaced by a stand-in for
- * its shared value (encoded once, decoded once per worker).  1 with a new
- * container in *out; 0 when nothing is replaced; -1 with an exception. */
-int ip_auto_share_substitute(ip_state *st, PyObject *args, PyObject **out);
+/* Encode a call's top-level arguments (a tuple, or a dict's values) as
+ * one value, each large (INTERPOOL_AUTO_SHARE_BYTES, default 4 KiB
+ * encoded), deeply immutable value sent again as the same object replaced
+ * by a stand-in for its shared value (encoded once, decoded once per
+ * worker).  0, or -1 with an exception. */
+int ip_auto_share_encode(ip_state *st, ip_buf *b, PyObject *args, int flags);
 /* Release the entries whose object only the cache still holds. */
 void ip_auto_share_sweep(ip_state *st);
 void ip_auto_share_free(ip_state *st);
@@ -172,8 +172,8 @@ extern atomic_long ip_live_auto_shared;
 /* ------------------------------------------------------------ pool_type.c */
 
 /* Encode a call's payload: the args tuple (or, for a chunk, a list of
- * args tuples), then the kwargs dict or None; each after
- * ip_auto_share_substitute, and each as one value (one memo scope: an
+ * args tuples), then the kwargs dict or None; each through
+ * ip_auto_share_encode, and each as one value (one memo scope: an
  * object passed as two arguments arrives as one object). */
 int ip_encode_call(ip_state *st, ip_buf *b, PyObject *args, PyObject *kwargs);
 

@@ -66,10 +66,15 @@ break_with_current_exception(ip_pool *p, ip_state *st, const char *prefix)
     Py_XDECREF(text);
 }
 
-/* Pack the current exception into t->result (status ERROR); clears it. */
+/* Pack the current exception into t->result (status ERROR); clears it.
+ * A task the watch took over gets nothing (it was delivered already). */
 static void
 store_exception(ip_state *st, ip_task *t)
 {
+    if (t->taken_over) {
+        PyErr_Clear();
+        return;
+    }
     PyObject *exc = PyErr_GetRaisedException();
     PyObject *packed = exc ? ip_hook_call1(st, IP_HOOK_PACK_EXCEPTION, exc) : NULL;
     t->result.len = 0;
@@ -108,7 +113,7 @@ static void
 encode_outcome(ip_state *st, ip_task *t, PyObject *res)
 {
     flush_output(st);
-    if (res != NULL) {
+    if (res != NULL && !t->taken_over) {
         t->result.len = 0;
         if (ip_encode(&st->codec, &t->result, res, 0) == 0) {
             t->status = IP_TASK_OK;
@@ -194,17 +199,28 @@ guarded_call(WorkerContextObject *ctx, ip_task *t, PyObject *fn, PyObject *args,
     if (t == NULL) {
         return PyObject_Call(fn, args, kwargs);
     }
-    if (ip_worker_begin_call(ctx->worker, t) < 0) {
+    int rc = ip_worker_begin_call(ctx->worker, t);
+    if (rc == IP_ERR_TAKEN) {
+        return ip_raise(ctx->st, rc);
+    }
+    if (rc < 0) {
         PyErr_SetString(ctx->st->task_interrupted, "the task was stopped before it started");
         return NULL;
     }
     PyObject *res = PyObject_Call(fn, args, kwargs);
-    ip_worker_end_call(ctx->worker);
+    rc = ip_worker_end_call(ctx->worker, res != NULL);
     if (ctx->interrupted) {
         /* A stop raised late (the call had already returned) must not hit
          * the next task: drop it. */
         ctx->interrupted = 0;
         (void)PyThreadState_SetAsyncExc(ctx->worker->thread_id, NULL);
+    }
+    if (rc == IP_ERR_TAKEN) {
+        /* Stuck past its stop, its task was delivered without it: what it
+         * made goes nowhere, and the callers unwind. */
+        Py_XDECREF(res);
+        PyErr_Clear();
+        return ip_raise(ctx->st, rc);
     }
     return res;
 }
@@ -351,6 +367,10 @@ prepare(WorkerContextObject *ctx)
             r = await_result(ctx, NULL, call_task(ctx, fn, &init));
         }
         ip_buf_free(&init.payload);
+        if (r == NULL && init.taken_over) {
+            PyErr_Clear();   /* stuck in C past an interrupting stop: set aside */
+            return -1;
+        }
         if (r == NULL) {
             break_with_current_exception(p, st,
                                          "the pool's initializer raised an exception:\n");
@@ -484,7 +504,7 @@ context_take(PyObject *op, PyObject *arg)
         return NULL;
     }
     Py_ssize_t got;
-    ip_task *taken = ip_pool_take(ctx->pool, ctx->index, n, &got);
+    ip_task *taken = ip_pool_take(ctx->pool, ctx->worker->slot, n, &got);
     while (taken != NULL) {
         ip_task *next = taken->next;
         taken->next = NULL;
@@ -508,7 +528,7 @@ static PyObject *
 context_fileno(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerContextObject *ctx = (WorkerContextObject *)op;
-    int fd = ip_pool_slot_fd(ctx->pool, ctx->index);
+    int fd = ip_pool_slot_fd(ctx->pool, ctx->worker->slot);
     if (fd < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
@@ -519,7 +539,7 @@ static PyObject *
 context_clear(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     WorkerContextObject *ctx = (WorkerContextObject *)op;
-    ip_pool_slot_clear(ctx->pool, ctx->index);
+    ip_pool_slot_clear(ctx->pool, ctx->worker->slot);
     Py_RETURN_NONE;
 }
 
@@ -527,7 +547,7 @@ static PyObject *
 context_get_stopping(PyObject *op, void *Py_UNUSED(closure))
 {
     WorkerContextObject *ctx = (WorkerContextObject *)op;
-    return PyBool_FromLong(ip_pool_slot_done(ctx->pool, ctx->index));
+    return PyBool_FromLong(ip_pool_slot_done(ctx->pool, ctx->worker->slot));
 }
 
 static PyObject *
@@ -740,7 +760,10 @@ worker_task_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
     if (wt->task != NULL) {
         if (wt->owns) {
-            /* Never completed (a bug or a torn-down loop): fail, don't hang. */
+            /* Never completed (a bug or a torn-down loop): fail, don't hang.
+             * An exception may be propagating (a frame that held us is
+             * unwinding): it must survive the Python calls made here. */
+            PyObject *pending = PyErr_GetRaisedException();
             PyObject *exc =
                 PyObject_CallFunction(PyExc_RuntimeError, "s", "the worker dropped this task");
             if (exc != NULL) {
@@ -748,6 +771,7 @@ worker_task_dealloc(PyObject *op)
             }
             store_exception(wt->ctx->st, wt->task);
             worker_task_finish(wt);
+            PyErr_SetRaisedException(pending);
         }
         else {
             ip_task_decref(wt->task);

@@ -8,7 +8,7 @@ struct ip_control {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     PyInterpreterState *interp;
-    ip_deliver_fn deliver;
+    const ip_control_hooks *hooks;
     void *arg;
     ip_task *target;          /* to stop now (strong), or NULL */
     int any;                  /* stop whatever runs (a shutdown) */
@@ -93,10 +93,13 @@ control_main(void *arg)
         int64_t now = ip_now_ns();
         ip_task *t = NULL;
         int any = 0;
+        int timed_out = 0;
         if (c->deadline_task != NULL && c->deadline_ns <= now) {
             t = c->deadline_task;   /* its reference moves to t */
             c->deadline_task = NULL;
-            (void)ip_task_request_stop(t, IP_STOP_TIMEOUT);
+            /* under mu: once ip_control_set_deadline(NULL) returns, no
+             * reason is given any more (a call that returned keeps its result) */
+            timed_out = ip_task_request_stop(t, IP_STOP_TIMEOUT);
         }
         else if (c->any && c->any_at_ns <= now) {
             any = 1;
@@ -109,10 +112,13 @@ control_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&c->mu);
+        if (timed_out) {
+            c->hooks->timed_out(c->arg, t);
+        }
         int delivered = 0;
         if (ts != NULL) {
             PyEval_RestoreThread(ts);   /* the worker lets go at its next eval-breaker check */
-            delivered = c->deliver(c->arg, t);
+            delivered = c->hooks->deliver(c->arg, t);
             (void)PyEval_SaveThread();
         }
         pthread_mutex_lock(&c->mu);
@@ -144,7 +150,7 @@ control_main(void *arg)
 }
 
 ip_control *
-ip_control_start(PyInterpreterState *interp, ip_deliver_fn deliver, void *arg)
+ip_control_start(PyInterpreterState *interp, const ip_control_hooks *hooks, void *arg)
 {
     ip_control *c = PyMem_RawCalloc(1, sizeof(ip_control));
     if (c == NULL) {
@@ -153,7 +159,7 @@ ip_control_start(PyInterpreterState *interp, ip_deliver_fn deliver, void *arg)
     pthread_mutex_init(&c->mu, NULL);
     ip_cond_init(&c->cond);
     c->interp = interp;
-    c->deliver = deliver;
+    c->hooks = hooks;
     c->arg = arg;
     pthread_attr_t attr;
     pthread_attr_init(&attr);

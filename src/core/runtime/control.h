@@ -17,14 +17,22 @@
 
 typedef struct ip_control ip_control;
 
-/* Called by the control thread holding the worker interpreter's GIL:
- * interrupt t if it still runs (t NULL: whatever user code runs, the
- * initializer included); 1 if it did. */
-typedef int (*ip_deliver_fn)(void *arg, ip_task *t);
+/* What the control thread calls (with the `arg` it was started with). */
+typedef struct ip_control_hooks {
+    /* Holding the worker interpreter's GIL: interrupt t if it still runs
+     * (t NULL: whatever user code runs, the initializer included); 1 if
+     * it did. */
+    int (*deliver)(void *arg, ip_task *t);
+    /* Holding no lock and no GIL: t's deadline passed and gave it its stop
+     * reason, just before the thread goes for that GIL (which a call stuck
+     * in C never hands over). */
+    void (*timed_out)(void *arg, ip_task *t);
+} ip_control_hooks;
 
 /* Start a control thread for `interp` (alive until ip_control_stop).
  * NULL if the thread could not start. */
-ip_control *ip_control_start(PyInterpreterState *interp, ip_deliver_fn deliver, void *arg);
+ip_control *ip_control_start(PyInterpreterState *interp, const ip_control_hooks *hooks,
+                             void *arg);
 /* Stop t now (it must have a stop reason set); t NULL: whatever runs. */
 void ip_control_request(ip_control *c, ip_task *t);
 /* t's deadline (monotonic ns): past it, t gets stop reason TIMEOUT and is

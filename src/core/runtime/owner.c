@@ -45,11 +45,22 @@ ip_owner_add_worker(ip_owner *o)
 }
 
 void
-ip_owner_worker_exited(ip_owner *o)
+ip_owner_set_aside(ip_owner *o)
 {
     pthread_mutex_lock(&o->mu);
-    assert(o->live > 0);
+    assert(o->live > o->aside);
+    o->aside++;
+    pthread_cond_broadcast(&o->exited);
+    pthread_mutex_unlock(&o->mu);
+}
+
+void
+ip_owner_worker_exited(ip_owner *o, int aside)
+{
+    pthread_mutex_lock(&o->mu);
+    assert(o->live > 0 && (!aside || o->aside > 0));
     o->live--;
+    o->aside -= aside != 0;
     pthread_cond_broadcast(&o->exited);
     pthread_mutex_unlock(&o->mu);
     ip_owner_decref(o);
@@ -58,14 +69,22 @@ ip_owner_worker_exited(ip_owner *o)
 static int
 idle(void *arg)
 {
+    ip_owner *o = arg;
+    return o->live == o->aside;
+}
+
+static int
+all_gone(void *arg)
+{
     return ((ip_owner *)arg)->live == 0;
 }
 
 int
-ip_owner_wait_idle(ip_owner *o, const ip_deadline *deadline, const ip_interrupt *intr)
+ip_owner_wait_idle(ip_owner *o, int aside, const ip_deadline *deadline,
+                   const ip_interrupt *intr)
 {
     pthread_mutex_lock(&o->mu);
-    int rc = ip_wait(&o->mu, &o->exited, idle, o, deadline, intr);
+    int rc = ip_wait(&o->mu, &o->exited, aside ? all_gone : idle, o, deadline, intr);
     pthread_mutex_unlock(&o->mu);
     return rc;
 }

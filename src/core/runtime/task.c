@@ -75,5 +75,9 @@ int
 ip_task_request_stop(ip_task *t, int reason)
 {
     int none = IP_STOP_NONE;
-    return atomic_compare_exchange_strong(&t->stop_reason, &none, reason);
+    if (!atomic_compare_exchange_strong(&t->stop_reason, &none, reason)) {
+        return 0;
+    }
+    atomic_store(&t->stop_at_ns, ip_now_ns());
+    return 1;
 }

@@ -54,6 +54,9 @@ struct ip_task {
     int64_t seq;                /* its key in the consumer's Completions */
     atomic_int cancel_requested;    /* its awaiter gave up while it ran */
     atomic_int stop_reason;     /* enum ip_stop_reason */
+    _Atomic int64_t stop_at_ns; /* when the stop reason was given (monotonic) */
+    int taken_over;             /* the watch delivered it while its call ran
+                                 * (known to, and set by, its worker thread only) */
     int64_t timeout_ns;         /* each call must end this long after it starts (0: none) */
     void *slot;                 /* the worker slot running it (pool mutex) */
 };
@@ -64,8 +67,8 @@ void ip_task_incref(ip_task *t);
 void ip_task_decref(ip_task *t);
 /* Move from state `from` to `to` (asserted in debug builds). */
 void ip_task_set_state(ip_task *t, int from, int to);
-/* Ask for t to stop for `reason`: 1 if that reason is now t's, 0 if it
- * already had one (the first wins). */
+/* Ask for t to stop for `reason`: 1 if that reason is now t's (and
+ * stop_at_ns now), 0 if it already had one (the first wins). */
 int ip_task_request_stop(ip_task *t, int reason);
 
 /* Deliver a finished task (status and result set, state DONE) to its

@@ -17,11 +17,13 @@
 typedef struct ip_worker {
     ip_pool *pool;
     int index;
+    ip_slot *slot;              /* its record (kept when it is set aside) */
     void *data;                 /* the operations' own state for this interpreter */
     unsigned long thread_id;    /* for PyThreadState_SetAsyncExc */
     ip_task *current;           /* whose user code runs now (changed with this
                                  * interpreter's GIL held, so its control thread,
                                  * holding that GIL, sees a settled value) */
+    ip_task *interrupted;       /* the call the control thread raised into (GIL held) */
     long done;                  /* tasks this interpreter finished */
 } ip_worker;
 
@@ -52,12 +54,20 @@ typedef struct ip_worker_ops {
  * then runs with fewer, or breaks if none started) or IP_ERR_NOMEM. */
 int ip_workers_start(ip_pool *p);
 
-/* The user code of t starts / ended (worker's GIL held).  begin returns
- * IP_ERR_STOPPED, and t must not start, if t was asked to stop. */
+/* The sync user code of t starts / ended (worker's GIL held); t is a task
+ * this worker took, or a stand-in with no completions for the
+ * initializer.  begin returns IP_ERR_STOPPED, and t must not start, if t
+ * was asked to stop.  end says whether the call returned a value (it
+ * then keeps it even if its deadline passed meanwhile: a produced result
+ * wins); it returns IP_ERR_TAKEN if the watch took the call over (t's
+ * `taken_over` is then set: its worker discards what the call made and
+ * neither encodes nor delivers anything for t).  begin returns it too if
+ * that happened before the call could start. */
 int ip_worker_begin_call(ip_worker *w, ip_task *t);
-void ip_worker_end_call(ip_worker *w);
+int ip_worker_end_call(ip_worker *w, int returned);
 
-/* Finish a task run by an event loop (status and result set). */
+/* Finish a task run by an event loop (status and result set), or let go
+ * of one the watch took over. */
 void ip_worker_complete(ip_worker *w, ip_task *t);
 
 #endif
