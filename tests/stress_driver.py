@@ -564,6 +564,13 @@ def within(rnd: Round, fn, invariant: str, what: str):
     return value
 
 
+def shut(rnd: Round, pool, *args, **kwargs) -> None:
+    """pool.shutdown(*args, **kwargs), which must return within the hang
+    deadline."""
+    within(rnd, lambda: pool.shutdown(*args, **kwargs), "shutdown returns",
+           f"{pool!r}.shutdown({', '.join([*map(repr, args), *(f'{k}={v!r}' for k, v in kwargs.items())])})")
+
+
 @scenario(1.5)
 def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
     """A done-callback takes a lock that this thread holds, while another
@@ -613,7 +620,7 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
                 check(right, "results are right", op)
     finally:
         gates.release_all()
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
 
 
 @scenario(1.5)
@@ -686,7 +693,7 @@ def sc_callback_waits(rnd: Round, rng: random.Random) -> None:
               f"{rnd.hang}s (it finished: {other.done()})")
     finally:
         gates.release_all()
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
 
 
 @scenario(1.2)
@@ -740,7 +747,7 @@ def sc_cancel_wakes(rnd: Round, rng: random.Random) -> None:
         check(woke == want, "futures fail only as their story allows", f"{how}: {woke}")
     finally:
         gates.release_all()
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
 
 
 @scenario(1.2, is_async=True)
@@ -956,7 +963,7 @@ def sc_map_mix(rnd: Round, rng: random.Random) -> None:
             consume_some(it, rng.randint(0, max(n // 2, 1)))
             it.close()
         if kind != "shared":
-            target.shutdown(wait=True)
+            shut(rnd, target, wait=True)
     if consume == "after_with":
         try:
             consume_some(it, None)
@@ -1046,16 +1053,9 @@ def sc_break_cancel(rnd: Round, rng: random.Random) -> None:
         t.join(rnd.hang)
         check(not t.is_alive(), "no hang", f"{label}: cancel() blocked")
     release[0] = 1
-    done = threading.Event()
-
-    def shutdown() -> None:
-        pool.shutdown(wait=True)
-        done.set()
-
-    threading.Thread(target=shutdown, name="stress-shutdown", daemon=True).start()
-    check(done.wait(rnd.hang), "no hang", f"{label}: shutdown(wait=True) did not return "
-          f"(queued={pool._core.queued}, live workers={pool._core.live_workers})\n"
-          + thread_stacks())
+    within(rnd, lambda: pool.shutdown(wait=True), "shutdown returns",
+           f"{label}: shutdown(wait=True) (queued={pool._core.queued}, "
+           f"live workers={pool._core.live_workers})")
     for what, value in counters(pool):
         check(value == 0, "counts are 0 once a pool has shut down", f"{label}: {what} = {value}")
     broke = pool._core.broken is not None
@@ -1089,11 +1089,11 @@ def sc_recycle_async(rnd: Round, rng: random.Random) -> None:
                   callback=rng.random() < 0.5)
         futures.append(f)
     if rng.random() < 0.5:
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
     else:
-        pool.shutdown(wait=False)
+        shut(rnd, pool, wait=False)
         rnd.wait_futures(futures, "shutdown(wait=False) of a recycling pool")
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
     for f in futures:
         check(f.done(), "every future resolves", "shutdown(wait=True) returned with work pending")
 
@@ -1192,7 +1192,7 @@ def sc_deadlines(rnd: Round, rng: random.Random) -> None:
         futures.append(f)
     rnd.wait_futures(futures, "tasks with deadlines")
     if private:
-        pool.shutdown(wait=rng.random() < 0.7)
+        shut(rnd, pool, wait=rng.random() < 0.7)
 
 
 @scenario(1.0)
@@ -1277,7 +1277,7 @@ def sc_shutdown_mix(rnd: Round, rng: random.Random) -> None:
         threads.append(t)
     for t in threads:
         t.join(rnd.hang)
-        check(not t.is_alive(), "no hang", "shutdown() did not return")
+        check(not t.is_alive(), "shutdown returns", "shutdown() did not return\n" + thread_stacks())
     try:
         pool.submit(hs.compute, 1)
     except RuntimeError:
@@ -1287,7 +1287,7 @@ def sc_shutdown_mix(rnd: Round, rng: random.Random) -> None:
     gates.release_all()
     rnd.wait_futures(futures, "work of a pool shut down")
     if wait:
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
         for what, value in counters(pool):
             check(value == 0, "counts are 0 once a pool has shut down", f"{what} = {value}")
 
@@ -1332,7 +1332,7 @@ def sc_executor_mix(rnd: Round, rng: random.Random) -> None:
     if cancel:
         for rec in recs:
             rec.allowed = rec.allowed | {CANCELLED, SHUTDOWN}   # (running coroutines too)
-    ex.shutdown(wait=True, cancel_futures=cancel)
+    shut(rnd, ex, wait=True, cancel_futures=cancel)
     rnd.wait_futures(futures, "executor work")
 
 
@@ -1367,7 +1367,7 @@ def sc_init_fail(rnd: Round, rng: random.Random) -> None:
         pool.wait_ready(rnd.hang)
     except interpool.BrokenPool:
         pass
-    pool.shutdown(wait=True)
+    shut(rnd, pool, wait=True)
 
 
 @scenario(0.0)
@@ -1473,17 +1473,17 @@ def finish_round(rnd: Round) -> None:
             if not rec.future.done():
                 rec.allowed = rec.allowed | ANY_STOP
     if how in ("wait", "with"):
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
     elif how == "nowait":
-        pool.shutdown(wait=False)
+        shut(rnd, pool, wait=False)
     elif how == "cancel_futures":
-        pool.shutdown(wait=True, cancel_futures=True)
+        shut(rnd, pool, wait=True, cancel_futures=True)
     elif how == "interrupt":
-        pool.shutdown(wait=rng.random() < 0.5, interrupt=True)
+        shut(rnd, pool, wait=rng.random() < 0.5, interrupt=True)
     for ref in rnd.private:
         p = ref()
         if p is not None:
-            p.shutdown(wait=True)
+            shut(rnd, p, wait=True)
     futures = [rec.future for rec in rnd.tracked if isinstance(rec.future, cf.Future)]
     rnd.wait_futures(futures, f"the round's futures (shared pool: {how})")
     end = time.monotonic() + rnd.hang
@@ -1503,7 +1503,7 @@ def finish_round(rnd: Round) -> None:
         del pool
         gc.collect()
     else:
-        pool.shutdown(wait=True)
+        shut(rnd, pool, wait=True)
         for what, value in counters(pool):
             check(value == 0, "counts are 0 once a pool has shut down",
                   f"shared pool ({how}): {what} = {value}")
