@@ -248,6 +248,9 @@ class Monitor:
             invariant, what = self.seen.pop(0)
             if hasattr(what, "take"):
                 what = what.take()
+            elif hasattr(what, "err_msg"):   # sys.unraisablehook's argument
+                what = f"{what.err_msg or 'Exception ignored in'}: {what.object!r}\n" + (
+                    describe(what.exc_value) if what.exc_value is not None else "")
             elif isinstance(what, logging.LogRecord):
                 what = logging.Formatter("%(name)s %(levelname)s: %(message)s").format(what)
             elif not isinstance(what, str):
@@ -272,8 +275,7 @@ def install_hooks(run: Run, monitor: Monitor) -> None:
     seen = monitor.seen
 
     def unraisable(u) -> None:
-        seen.append(("no exception ignored", f"{u.err_msg or 'Exception ignored in'}: "
-                     f"{u.object!r}\n" + "".join(traceback.format_exception(u.exc_value))))
+        seen.append(("no exception ignored", u))
 
     def thread_died(a) -> None:
         if a.thread is None or not a.thread.name.startswith("stress-"):
@@ -603,7 +605,11 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
                     if op == "submit_result":
                         return pool.submit(hs.compute, 5).result() == hs.expected(5)
                     if op == "result_timeout":
-                        return pool.submit(hs.compute, 6).result(timeout=1) == hs.expected(6)
+                        f = pool.submit(hs.compute, 6)
+                        try:
+                            return f.result(timeout=0.5) == hs.expected(6)
+                        except TimeoutError:   # (a slow machine) it kept its timeout
+                            return f.result() == hs.expected(6)
                     if op == "done":
                         f = pool.submit(hs.compute, 7)
                         while not f.done():
@@ -612,11 +618,8 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
                     fs = [pool.submit(hs.compute, i) for i in range(rng.randint(2, 50))]
                     return [f.result() for f in fs] == [hs.expected(i) for i in range(len(fs))]
 
-                try:
-                    right = within(rnd, use_the_pool, "callbacks run with no interpool lock held",
-                                   f"{op} while a done-callback waits for a lock this thread holds")
-                except TimeoutError:
-                    check(False, "result(timeout=) keeps its timeout", f"{op}: timed out")
+                right = within(rnd, use_the_pool, "callbacks run with no interpool lock held",
+                               f"{op} while a done-callback waits for a lock this thread holds")
                 check(right, "results are right", op)
     finally:
         gates.release_all()
@@ -627,7 +630,7 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
 def sc_callback_chains(rnd: Round, rng: random.Random) -> None:
     """Done-callbacks that submit a follow-up with the same callback."""
     pool = rnd.pool
-    chains = rng.choice([1, 10, 100, 500, 2000])
+    chains = rng.choice([1, 10, 100, 500, 2000, 2000])
     depth = rng.randint(1, 4)
     finished = [0]
     all_done = threading.Event()
@@ -841,8 +844,6 @@ async def sc_run_mix(rnd: Round, rng: random.Random) -> None:
     futures = []
     for i in range(n):
         fn, args, want, allowed = pick_task(rng, i, gates)
-        if fn is hs.blen:
-            fn, args, want = hs.compute, (i,), hs.expected(i)
         fut = pool.run(fn, *args)
         futures.append((fut, want, set(allowed)))
     how = rng.choice(["gather", "taskgroup", "timeout", "cancel", "as_completed"])
@@ -896,7 +897,7 @@ async def sc_run_mix(rnd: Round, rng: random.Random) -> None:
 
 
 def _map_target(rnd: Round, rng: random.Random, inside_with: bool):
-    kind = rng.choice(["shared", "pool", "executor"])
+    kind = rng.choice(["shared", "pool", "pool", "executor", "executor"])
     if kind == "shared" and not inside_with:
         return rnd.pool, "shared"
     workers = rng.randint(1, 3)
@@ -918,8 +919,8 @@ def sc_map_mix(rnd: Round, rng: random.Random) -> None:
     poison = rng.randrange(n) if n and rng.random() < 0.15 else -1
     # (With buffersize the input is read lazily: after the `with` block
     # the rest cannot be submitted, as with the stdlib.)
-    consume = rng.choice(["all", "all", "part", "none", "after_with"]
-                         if inside_with and buffersize is None else ["all", "all", "part", "none"])
+    consume = rng.choice(["all", "part", "none", "after_with"]
+                         if inside_with and buffersize is None else ["all", "part", "none"])
     marks = interpool.SharedBuffer(max(n, 1))
     label = (f"map({kind}, n={n}, chunksize={chunksize}, buffersize={buffersize}, "
              f"ordered={ordered}, poison={poison}, consume={consume}, with={inside_with})")
@@ -944,24 +945,19 @@ def sc_map_mix(rnd: Round, rng: random.Random) -> None:
             raised.append(exc)
 
     def start():
-        return target.map(hs.mark_or_fail, [marks] * n, range(n), range(n), [poison] * n, **kwargs)
-
-    it = None
-    if inside_with:
-        with target:
-            it = start()
-            if consume == "all":
-                consume_some(it, None)
-            elif consume == "part":
-                consume_some(it, rng.randint(0, max(n // 2, 1)))
-                it.close()
-    else:
-        it = start()
+        it = target.map(hs.mark_or_fail, [marks] * n, range(n), range(n), [poison] * n, **kwargs)
         if consume == "all":
             consume_some(it, None)
         elif consume == "part":
             consume_some(it, rng.randint(0, max(n // 2, 1)))
             it.close()
+        return it
+
+    if inside_with:
+        with target:
+            it = start()
+    else:
+        it = start()
         if kind != "shared":
             shut(rnd, target, wait=True)
     if consume == "after_with":
@@ -1254,8 +1250,6 @@ def sc_shutdown_mix(rnd: Round, rng: random.Random) -> None:
     futures = []
     for i in range(n):
         fn, args, want, allowed = pick_task(rng, i, gates)
-        if fn is hs.blen:
-            fn, args, want = hs.compute, (i,), hs.expected(i)
         f = pool.submit(fn, *args)
         allowed = set(allowed)
         if stopping:
@@ -1316,7 +1310,7 @@ def sc_dropped_pool(rnd: Round, rng: random.Random) -> None:
 def sc_executor_mix(rnd: Round, rng: random.Random) -> None:
     """The drop-in InterpreterPoolExecutor: submit, map, with, shutdown."""
     ex = rnd.watch(interpool.InterpreterPoolExecutor(
-        rng.randint(1, 3), max_tasks_per_worker=rng.choice([None, None, 5])))
+        rng.randint(1, 3), max_tasks_per_worker=rng.choice([None, None, 50])))
     n = rng.choice([1, 20, 100])
     futures, recs = [], []
     for i in range(n):
@@ -1433,7 +1427,9 @@ def shared_pool(rnd: Round) -> tuple[interpool.Pool, str]:
     rng = rnd.rng
     options = {
         "concurrency": rng.choice([1, 1, 2, 4]),
-        "max_tasks_per_worker": rng.choice([None, None, None, 10, 100]),
+        # (A fresh interpreter costs ~0.1 s of CPU: small budgets are for
+        # the scenarios that aim at recycling, with few tasks.)
+        "max_tasks_per_worker": rng.choice([None, None, None, 200, 2000]),
     }
     workers = rng.randint(1, 3)
     pool = interpool.Pool(workers, **options)
@@ -1545,8 +1541,10 @@ def play_round(run: Run, index: int) -> list[str]:
     rnd = run.round = Round(run, index)
     picks = choose(run, rnd)
     rnd.pool, description = shared_pool(rnd)
-    if run.verbose:
-        print(f"round {index}: {description}: {', '.join(picks)}", flush=True)
+    # A crash (an assertion of the debug build, ASan) ends the process with
+    # no report: this line names the round to replay.
+    print(f"round {index}: {', '.join(picks)}" + (f" ({description})" if run.verbose else ""),
+          flush=True)
     threads = []
     for k, name in enumerate(picks):
         fn, _, is_async = SCENARIOS[name]
@@ -1617,7 +1615,9 @@ def main(argv: list[str]) -> int:
         print(f"unknown scenarios: {', '.join(sorted(unknown))}", file=sys.stderr)
         return 3
     print(f"stress: seed {run.seed}, duration {run.duration:g}s, build {run.build}, "
-          f"hang {run.hang:g}s; replay: {run.replay()}", flush=True)
+          f"hang {run.hang:g}s; replay: {run.replay()}\n(after a crash, replay the last "
+          f"round printed: make stress SEED={run.seed} ROUND=<round> BUILD={run.build})",
+          flush=True)
     run.watchdog = Watchdog(run)
     install_hooks(run, Monitor(run))
     warm_up(run)
