@@ -1618,6 +1618,7 @@ def main(argv: list[str]) -> int:
           f"hang {run.hang:g}s; replay: {run.replay()}\n(after a crash, replay the last "
           f"round printed: make stress SEED={run.seed} ROUND=<round> BUILD={run.build})",
           flush=True)
+    faulthandler.enable(all_threads=True)   # a crash prints every thread's stack
     run.watchdog = Watchdog(run)
     install_hooks(run, Monitor(run))
     warm_up(run)
