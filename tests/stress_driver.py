@@ -584,14 +584,15 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
     gates = rnd.new_gates(rounds)
     try:
         for k in range(rounds):
-            started = threading.Event()
+            started, finished = threading.Event(), threading.Event()
             args = gates.take(k)
             future = pool.submit(hs.gate, *args)
 
-            def callback(f, started=started) -> None:
+            def callback(f, started=started, finished=finished) -> None:
                 started.set()
                 with lock:
                     pass
+                finished.set()
 
             rnd.track(future, hs.expected(k), label="gated, its callback takes a lock")
             future.add_done_callback(callback)
@@ -621,6 +622,9 @@ def sc_callback_lock(rnd: Round, rng: random.Random) -> None:
                 right = within(rnd, use_the_pool, "callbacks run with no interpool lock held",
                                f"{op} while a done-callback waits for a lock this thread holds")
                 check(right, "results are right", op)
+            # Once this thread let go of the lock, the callback ends (before
+            # the next one, which may run on the same thread, can start).
+            check(finished.wait(rnd.hang), "no hang", "the done-callback never took the lock")
     finally:
         gates.release_all()
         shut(rnd, pool, wait=True)
