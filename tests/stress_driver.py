@@ -72,8 +72,6 @@ OK, FAILED, CANCELLED, SHUTDOWN, BROKEN, TIMEOUT = (
     "ok", "failed", "cancelled", "shutdown", "broken", "timeout")
 ANY_STOP = frozenset({OK, CANCELLED, SHUTDOWN})   # what a cancelling shutdown allows
 
-BUILDS = {"1": "debug"}
-
 
 class InvariantError(Exception):
     """An invariant did not hold; `invariant` names it."""
@@ -136,10 +134,11 @@ class Run:
         self.failures: list[tuple[float, int, str, str, str]] = []
         self.lock = threading.Lock()
         self.round: Round | None = None
+        self.round_index = -1      # the round being played (or settled)
         self.tainted = False       # a failure left state behind: counts no longer checked
         self.baseline: dict[str, int] = {}
         self.pools: weakref.WeakSet = weakref.WeakSet()   # sampled by the monitor
-        self.seen: dict[str, int] = {}
+        self.kinds: set[str] = set()   # invariants that failed so far
 
     def elapsed(self) -> float:
         return time.monotonic() - self.start
@@ -156,10 +155,10 @@ class Run:
         """A failed invariant: print it with the seed and how to replay it;
         without --keep-going, leave now (state may be corrupt: exit hooks
         could hang)."""
-        rnd = self.round.index if self.round is not None else -1
+        rnd = self.round_index
         with self.lock:
-            first = invariant not in self.seen
-            self.seen[invariant] = self.seen.get(invariant, 0) + 1
+            first = invariant not in self.kinds
+            self.kinds.add(invariant)
             self.failures.append((self.elapsed(), rnd, scenario, invariant, detail))
             self.tainted = True
             out = sys.__stdout__
@@ -1524,6 +1523,7 @@ def settle_counts(run: Run) -> dict[str, int]:
 
 def run_round(run: Run, index: int) -> None:
     started = time.monotonic()
+    run.round_index = index
     run.watchdog.arm(run.hang * 8 + 60)
     picks = play_round(run, index)
     run.round = None
