@@ -162,6 +162,8 @@ class Run:
             self.failures.append((self.elapsed(), rnd, scenario, invariant, detail))
             self.tainted = True
             out = sys.__stdout__
+            if sum(f[3] == invariant for f in self.failures) > 3 and self.keep_going:
+                return   # (counted, not printed again)
             print(f"\nSTRESS FAILURE after {self.elapsed():.1f}s, round {rnd}"
                   f"{' (' + scenario + ')' if scenario else ''}: {invariant}"
                   f"{'' if first else ' (again)'}", file=out)
