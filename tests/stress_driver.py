@@ -38,7 +38,11 @@ Reproducible: round r of seed S is drawn from ``random.Random(f"{S}/{r}")``
 alone, so a failing round replays with ``--seed S --round r`` (the command
 is printed).  Thread interleavings are not seeded: a race may need a few
 replays, or the whole run again.  Exit status: 0 all held, 1 an invariant
-failed, 2 a hang (stacks printed), 3 a usage error.
+failed, 2 a hang (stacks printed), 3 a usage error.  ``--keep-going``
+records failures and goes on (a survey of what fails, and when).
+
+INTERPOOL_STRESS_HUGE: the share of auto-share scenarios that also send two
+33 MiB arguments (default 0.05; 0 on a machine short of memory).
 """
 
 from __future__ import annotations
