@@ -4,7 +4,7 @@
 PY := tools/python
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: test test-3.13 test-3.14 test-3.15 check-layers docs debug-test refleak bench bench-quick examples asan clean wheel-check peers
+.PHONY: test test-3.13 test-3.14 test-3.15 check-layers docs debug-test refleak bench bench-quick examples asan clean wheel-check peers stress stress-one
 
 test: check-layers docs test-3.14 test-3.13 test-3.15 debug-test refleak bench-quick wheel-check
 
@@ -64,10 +64,45 @@ examples:
 	$(PYTEST) tests/test_examples.py
 
 # AddressSanitizer + UBSan build of the extension, then the suite (slow).
-asan:
-	INTERPOOL_ASAN=1 INTERPOOL_WERROR=0 \
+ASAN_ENV := INTERPOOL_ASAN=1 INTERPOOL_WERROR=0 \
 	INTERPOOL_CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer" \
-	ASAN_OPTIONS=detect_leaks=0 $(PYTEST) -x -p no:faulthandler
+	ASAN_OPTIONS=detect_leaks=0
+asan:
+	$(ASAN_ENV) $(PYTEST) -x -p no:faulthandler
+
+# The stress driver (tests/stress_driver.py: random scenarios over the whole
+# API from several threads and event loops, invariants checked each round)
+# for DURATION seconds, then FUZZ codec mutations (tests/codec_fuzz.py), on
+# each build of BUILD in turn: `make stress DURATION=600` runs all three,
+# `make stress BUILD=debug` one.  Every run prints its seed; a failing one
+# prints the command that replays it (SEED=..., ROUND=... for one round,
+# SCENARIOS=a,b to narrow the mix; the driver's --help says more).
+DURATION ?= 600
+BUILD ?= release debug asan
+FUZZ ?= 3000000
+SEED ?=
+ROUND ?=
+SCENARIOS ?=
+STRESS_ENV_release :=
+STRESS_ENV_debug := INTERPOOL_DEBUG=1
+STRESS_ENV_asan := $(ASAN_ENV)
+# A mutated pickle may claim gigabytes: a failed allocation, not an ASan abort.
+FUZZ_ENV_asan := ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=512
+# Seconds one scenario's wait may take before it counts as a hang: far
+# above a round's few seconds, more for the slower builds.
+STRESS_HANG_release := 120
+STRESS_HANG_debug := 180
+STRESS_HANG_asan := 300
+stress:
+	@for b in $(BUILD); do $(MAKE) --no-print-directory stress-one STRESS_BUILD=$$b || exit $$?; done
+
+stress-one:
+	@case "$(STRESS_BUILD)" in release|debug|asan) ;; *) echo "BUILD is release, debug or asan" >&2; exit 2;; esac
+	$(STRESS_ENV_$(STRESS_BUILD)) INTERPOOL_STRESS_BUILD=$(STRESS_BUILD) $(PY) tests/stress_driver.py \
+		--duration $(DURATION) --hang $(STRESS_HANG_$(STRESS_BUILD)) $(if $(SEED),--seed $(SEED)) \
+		$(if $(ROUND),--round $(ROUND)) $(if $(SCENARIOS),--scenarios $(SCENARIOS))
+	$(if $(ROUND),,$(STRESS_ENV_$(STRESS_BUILD)) $(FUZZ_ENV_$(STRESS_BUILD)) $(PY) tests/codec_fuzz.py \
+		--quiet --mutations $(FUZZ) $(if $(SEED),--seed $(SEED)))
 
 clean:
 	rm -rf build dist src/*.egg-info bench-results docs/_build
