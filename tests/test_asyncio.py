@@ -113,15 +113,27 @@ def test_run_exception_with_another_init_signature_is_rebuilt(pool):
     run_with("asyncio", main)
 
 
+def _nonlocal_writer():
+    count = 0
+
+    def bump():
+        nonlocal count
+        count += 1
+
+    return bump
+
+
 def test_run_refuses_unsendable_callables_at_the_call(pool):
     # Issue 12 changed this: lambdas and nested functions used to be refused
-    # here; they travel by value now.  A local class still cannot travel.
+    # here; they travel by value now, and (issue 19) so do local classes.  A
+    # closure that assigns to what it captures cannot travel.
     class Local:
         pass
 
     async def main():
-        with pytest.raises(TypeError, match="<locals>"):
-            pool.run(Local)
+        with pytest.raises(TypeError, match="nonlocal"):
+            pool.run(_nonlocal_writer())
+        assert type(await pool.run(Local)) is Local
 
         def nested():
             return 1
@@ -206,12 +218,10 @@ def test_wrap_returns_an_async_function(pool, kind):
 
 def test_wrap_refuses_unsendable_callables_immediately(pool):
     # no event loop needed: the check happens in wrap(), not at the first await.
-    # Issue 12 changed this: lambdas and nested functions used to be refused.
-    class Local:
-        pass
-
-    with pytest.raises(TypeError, match="<locals>"):
-        pool.wrap(Local)
+    # Issue 12 changed this: lambdas and nested functions used to be refused;
+    # issue 19: local classes too.
+    with pytest.raises(TypeError, match="nonlocal"):
+        pool.wrap(_nonlocal_writer())
 
     def nested(x):
         return x

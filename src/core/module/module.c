@@ -112,6 +112,7 @@ ip_exec(PyObject *module)
         return -1;
     }
     ip_codec_init(&st->codec, codec_error, st);
+    st->codec.load_pickle = ip_hooks_load_pickle;
     Py_DECREF(codec_error);
     if (PyModule_AddObjectRef(module, "CodecError", st->codec.error) < 0 ||
         PyModule_AddIntConstant(module, "MAX_DEPTH", IP_MAX_DEPTH) < 0) {
