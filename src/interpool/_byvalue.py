@@ -37,6 +37,7 @@ can import interpool (the codec uses them for every value it pickles).
 """
 
 import io
+import operator
 import os
 import pickle
 import sys
@@ -49,6 +50,7 @@ _ModuleType = type(sys)
 _CellType = type((lambda x: lambda: x)(0).__closure__[0])
 _MappingProxyType = type(type.__dict__)
 _MISSING = object()   # never pickled
+_is = operator.is_
 
 __all__ = ["dumps", "loads", "by_reference", "template", "callable_of", "Stateful"]
 
@@ -98,10 +100,15 @@ def _namespace_uid_of(g: dict) -> bytes:
 # ------------------------------------------------------------ what travels by reference
 
 
+# Classes whose __module__ names no importable module: CPython 3.13's
+# _interpreters exceptions say "interpreters".
+MODULE_ALIASES = {"interpreters": "_interpreters"}
+
+
 def lookup(module_name: str, qualname: str):
     """The object a worker finds as module.qualname (from sys.modules only:
     nothing is imported here)."""
-    obj = sys.modules.get(module_name)
+    obj = sys.modules.get(module_name) or sys.modules.get(MODULE_ALIASES.get(module_name, ""))
     if obj is None:
         return None
     for part in qualname.split("."):
@@ -122,22 +129,24 @@ def main_is_a_module() -> bool:
     return isinstance(name, str) and name not in ("", "__main__")
 
 
-_HEAPTYPE = 1 << 9   # Py_TPFLAGS_HEAPTYPE: a class made at run time (class statement, type())
-
-
 def by_reference(obj) -> bool:
-    """Whether pickle's by-reference path (module and qualified name) finds
-    `obj` in a worker: not for what ``__main__`` defines (unless run with
-    ``-m``), nor for what its module does not hold under its name."""
+    """Whether `obj` is left to pickle's by-reference path (module and
+    qualified name): not what ``__main__`` defines (unless run with
+    ``-m``), nor a function its module does not hold under its name.  A
+    class goes by value only if Python code defined it where a worker
+    cannot import it (``__main__``, a function, exec'd code); one that its
+    imported module does not hold (a type C code made at run time, a class
+    replaced in its module) is left to pickle, which says it cannot."""
     module = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str):
         return False
     if module == "__main__" and not main_is_a_module():
         return False
-    return lookup(module, qualname) is obj or (
-        # A static C type pickle cannot find (mappingproxy...): never by value.
-        isinstance(obj, type) and not obj.__flags__ & _HEAPTYPE)
+    if lookup(module, qualname) is obj:
+        return True
+    return isinstance(obj, type) and "<locals>" not in qualname and (
+        module in sys.modules or module in MODULE_ALIASES)
 
 
 def _module_namespace(fn) -> bool:
@@ -233,8 +242,6 @@ class _Export:
 
     def set_watch(self, watch) -> None:
         """Watch the (globals dict, name, value then) the definition read."""
-        import operator
-
         groups: dict = {}
         absent = []
         for g, name, value in watch:
@@ -252,14 +259,12 @@ class _Export:
 
     def fresh(self) -> bool:
         """No global it read was rebound (nor a missing one defined) since."""
-        import operator
-
         for g, get, then, many in self.checks:
             try:
                 now = get(g)
             except KeyError:
                 return False
-            if not (all(map(operator.is_, now, then)) if many else now is then):
+            if not (all(map(_is, now, then)) if many else now is then):
                 return False
         for g, name in self.absent:
             if name in g:

@@ -29,6 +29,7 @@ import sys
 from . import _byvalue
 
 Ref = tuple
+_recent = _byvalue._recent.get   # plan's fast path: functions sent by value lately
 
 _FunctionType = type(lambda: None)
 
@@ -189,7 +190,7 @@ def _pickled(fn) -> Travel:
 # ------------------------------------------------------------ the entry point
 
 
-def plan(fn, *, closures: bool = True, anything: bool = False) -> Travel:
+def plan(fn, closures: bool = True, anything: bool = False) -> Travel:
     """How `fn` travels; TypeError if it cannot (nothing else raises it here).
 
     ``closures=False`` refuses closures and local classes (the stdlib's
@@ -199,11 +200,17 @@ def plan(fn, *, closures: bool = True, anything: bool = False) -> Travel:
     has not registered its key).
     """
     if type(fn) is _FunctionType:
-        export = _byvalue.cached_template(fn)   # sent by value before: the fast path
+        # Sent by value before: the fast path.  Nothing travels with a call
+        # of a function without defaults or captured values whose globals
+        # were not rebound since.
+        export = _recent(fn)
+        if (export is not None and export.travel is not None and export.code is fn.__code__
+                and fn.__closure__ is None and fn.__defaults__ is None
+                and fn.__kwdefaults__ is None and (not export.checks or export.fresh())
+                and not export.absent):
+            return export.travel
+        export = _byvalue.cached_template(fn)
         if export is not None:
-            if (export.travel is not None and fn.__closure__ is None
-                    and fn.__defaults__ is None and fn.__kwdefaults__ is None):
-                return export.travel   # nothing travels with the call
             return _by_value(fn, export, closures)
     if anything and not callable(fn) and not (
         inspect.iscoroutine(fn) or inspect.isgenerator(fn) or inspect.isasyncgen(fn)

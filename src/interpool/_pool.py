@@ -275,7 +275,7 @@ class Pool(AsyncPoolMethods):
             fn_id = None
         if fn_id is not None:
             return fn_id, _NO_PREFIX
-        travel = plan(fn, closures=self._send_closures, anything=self._flavor == "stdlib")
+        travel = plan(fn, self._send_closures, self._flavor == "stdlib")
         key = travel.key
         if key is None:
             return self._register(_loading.call_pickled), (travel.ref[1],)

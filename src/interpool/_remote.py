@@ -148,15 +148,12 @@ def _remote_error(packed: tuple) -> BaseException:
     return exc
 
 
-# Classes whose __module__ names no importable module: CPython 3.13's
-# _interpreters exceptions say "interpreters".
-_MODULE_ALIASES = {"interpreters": "_interpreters"}
-
-
 def _find_class(module: str, qualname: str):
     import importlib
 
-    obj = importlib.import_module(_MODULE_ALIASES.get(module, module))
+    from ._byvalue import MODULE_ALIASES
+
+    obj = importlib.import_module(MODULE_ALIASES.get(module, module))
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
