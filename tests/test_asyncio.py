@@ -18,6 +18,7 @@ import threading
 import pytest
 
 import helpers_async_tasks as ha
+import helpers_byvalue as hb
 import interpool
 from helpers_util import assert_back_to, counts
 from helpers_async_util import (  # noqa: F401 (kind: a fixture)
@@ -113,16 +114,6 @@ def test_run_exception_with_another_init_signature_is_rebuilt(pool):
     run_with("asyncio", main)
 
 
-def _nonlocal_writer():
-    count = 0
-
-    def bump():
-        nonlocal count
-        count += 1
-
-    return bump
-
-
 def test_run_refuses_unsendable_callables_at_the_call(pool):
     # Issue 12 changed this: lambdas and nested functions used to be refused
     # here; they travel by value now, and (issue 19) so do local classes.  A
@@ -132,7 +123,7 @@ def test_run_refuses_unsendable_callables_at_the_call(pool):
 
     async def main():
         with pytest.raises(TypeError, match="nonlocal"):
-            pool.run(_nonlocal_writer())
+            pool.run(hb.make_nonlocal_writer())
         assert type(await pool.run(Local)) is Local
 
         def nested():
@@ -221,7 +212,7 @@ def test_wrap_refuses_unsendable_callables_immediately(pool):
     # Issue 12 changed this: lambdas and nested functions used to be refused;
     # issue 19: local classes too.
     with pytest.raises(TypeError, match="nonlocal"):
-        pool.wrap(_nonlocal_writer())
+        pool.wrap(hb.make_nonlocal_writer())
 
     def nested(x):
         return x

@@ -320,6 +320,22 @@ def test_registered_once_per_pool(monkeypatch):
         assert len(defined) == 2 and len(pool._fn_ids) == ids + 1
 
 
+def test_a_global_rebound_at_every_call_in_a_loop():
+    # Each rebinding is a new definition at first; then the rebound globals
+    # travel with each call, so a pool's registrations stop growing.  What
+    # the initializer set stays in its worker all along.
+    ns = cells("K = 0\nSTATE = {}\ndef init():\n    STATE['ready'] = True\n"
+               "def task(_=None):\n    return K, STATE.get('ready')\n")
+    with interpool.Pool(1, initializer=ns["init"]) as pool:
+        pool.submit(ns["task"]).result(HANG)
+        ids = len(pool._fn_ids)
+        for k in range(40):
+            ns["K"] = k
+            assert pool.submit(ns["task"]).result(HANG) == (k, True)
+        assert list(pool.map(ns["task"], range(3))) == [(39, True)] * 3
+        assert len(pool._fn_ids) <= ids + 12
+
+
 # ------------------------------------------------------------ what cannot travel
 
 
@@ -416,7 +432,7 @@ def test_a_function_that_comes_back_is_the_same_function(pool):
 def test_travelling_form_loads_in_another_process():
     # What a process (the fallback helper's) does with it: pickle.loads.
     ns = cells(CLASSES, "def task(n):\n    return use(n)[0], Point(n)\n")
-    data = _byvalue.dumps((ns["task"], (4,)))
+    data = _byvalue.dumps((ns["task"], (4,)), portable=True)
     code = ("import pickle, sys; fn, args = pickle.loads(sys.stdin.buffer.read()); "
             "print(fn(*args))")
     proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True,

@@ -24,6 +24,7 @@ from concurrent.futures import BrokenExecutor
 
 import pytest
 
+import helpers_byvalue as hb
 import helpers_tasks as ht
 import interpool
 from helpers_interp import current_interpreter_id
@@ -391,19 +392,9 @@ def test_interactive_main_function_reads_its_globals(pool, monkeypatch):
     assert pool.submit(fake_main.reads_global).result(60) == 1
 
 
-def _nonlocal_writer():
-    count = 0
-
-    def bump():
-        nonlocal count
-        count += 1
-
-    return bump
-
-
 def test_refusal_queues_nothing(pool):
     before = counts()["tasks"]
-    for bad in (_nonlocal_writer(), 42):
+    for bad in (hb.make_nonlocal_writer(), 42):
         with pytest.raises(TypeError):
             pool.submit(bad)
     with pytest.raises(TypeError):

@@ -18,10 +18,14 @@ caller's own class).
   values by value, as they are when the definition is made.  It is made
   once per interpreter, and again when the caller rebinds one of those
   names (or defines one that was missing).
-- A *uid* names a definition in every interpreter: a receiver that has it
-  does not load it again (each pool registers a function once, and each
-  worker loads it once); a class keeps its identity across calls and round
-  trips.
+- A *uid* names a definition in every interpreter of the process: the
+  definition is stored once in raw memory every interpreter can read
+  (interpool._core.put_definition), and a message carries the uid only; a
+  receiver loads a definition once (each pool registers a function once,
+  each worker loads it once), and a class keeps its identity across calls
+  and round trips.  A global a program rebinds at every call (in a loop)
+  stops making new definitions after a few: from then on the rebound
+  globals travel with each call.
 - A *namespace* is the globals dict by-value functions share in a receiver,
   one per globals dict of the sender (``__main__``'s, a notebook's), so
   functions defined together see each other as in the script, and what the
@@ -32,10 +36,13 @@ caller's own class).
   into its own namespaces.
 
 ``dumps(obj)`` turns any object (a callable, a call's arguments) into its
-travelling form and ``loads`` rebuilds it, here or in another process that
-can import interpool (the codec uses them for every value it pickles).
+travelling form to another interpreter of this process (the codec uses it
+for every value it pickles); ``dumps(obj, portable=True)`` carries the
+definitions themselves, for another process that can import interpool.
+``loads`` (pickle.loads) rebuilds either.
 """
 
+import functools
 import io
 import operator
 import os
@@ -44,11 +51,14 @@ import sys
 import time
 import weakref
 
+from . import _core
+
 _FunctionType = type(lambda: None)
 _CodeType = type((lambda: None).__code__)
 _ModuleType = type(sys)
 _CellType = type((lambda x: lambda: x)(0).__closure__[0])
 _MappingProxyType = type(type.__dict__)
+_LruWrapperType = functools._lru_cache_wrapper
 _MISSING = object()   # never pickled
 _is = operator.is_
 
@@ -226,14 +236,17 @@ class _Export:
     """A definition made here: its uid, its pickle, and the globals it read
     with the value each had then, checked at each call (`fresh`)."""
 
-    __slots__ = ("uid", "definition", "checks", "absent", "code", "globals", "assigns_free",
-                 "what", "travel", "__weakref__")
+    __slots__ = ("uid", "definition", "watch", "checks", "absent", "code", "globals",
+                 "assigns_free", "what", "travel", "redefined", "volatile", "__weakref__")
 
     def __init__(self, uid: bytes, code=None, g=None, what: str = "") -> None:
         self.uid = uid
         self.definition = None
-        self.checks = ()      # (globals dict, itemgetter of names or None, values then)
+        self.watch = ()       # (globals dict, name, value then or _MISSING)
+        self.checks = ()      # (globals dict, itemgetter of names, values then, several)
         self.absent = ()      # (globals dict, name): not defined then
+        self.redefined = 0    # how many definitions of this function came before
+        self.volatile = False # rebound too often: rebound globals travel with each call
         self.code = code
         self.globals = g
         self.assigns_free = None
@@ -242,6 +255,7 @@ class _Export:
 
     def set_watch(self, watch) -> None:
         """Watch the (globals dict, name, value then) the definition read."""
+        self.watch = tuple(watch)
         groups: dict = {}
         absent = []
         for g, name, value in watch:
@@ -271,12 +285,23 @@ class _Export:
                 return False
         return True
 
+    def changes(self):
+        """The globals rebound since the definition was made, as they travel
+        with a call: ((namespace uid, name, stamp, value), ...), or None."""
+        out = []
+        for g, name, then in self.watch:
+            now = g.get(name, _MISSING)
+            if now is not then and now is not _MISSING:
+                out.append((_namespace_uid_of(g), name, _stamp(g, name, now), now))
+        return tuple(out) or None
+
     def call_state(self, fn):
         """What travels with one call of `fn` (of this definition): None, or
-        (defaults, kwdefaults, captured values)."""
+        (rebound globals, defaults, kwdefaults, captured values)."""
+        changes = self.changes() if self.volatile else None
         closure = fn.__closure__
         if closure is None and fn.__defaults__ is None and fn.__kwdefaults__ is None:
-            return None
+            return None if changes is None else (changes, None, None, None)
         cells = None
         if closure is not None:
             cells = []
@@ -289,7 +314,7 @@ class _Export:
                         f"captured variable {name!r} has no value yet"
                     ) from None
             cells = tuple(cells)
-        return (fn.__defaults__, fn.__kwdefaults__, cells)
+        return (changes, fn.__defaults__, fn.__kwdefaults__, cells)
 
 
 # Function definitions by (code, globals): a lambda made anew at each call,
@@ -297,11 +322,24 @@ class _Export:
 # code at run time without end does not grow it forever.
 _templates: dict = {}
 _TEMPLATES_MAX = 4096
-_object_exports = weakref.WeakKeyDictionary()
+# Classes and lru_cache wrappers exported from here, and those rebuilt here
+# (their instances go straight to the by-value pickler): kept alive, as
+# their classes would be anyway.
+_object_exports: dict = {}
+_by_value_types: set = set()
+# Whether a class pickle meets is left to its by-reference path; the
+# functions that are (module-level ones, found by name: they live as long as
+# their modules).
+_class_by_reference: dict = {}
+_functions_by_reference: set = set()
 # The last functions sent by value, for the per-call fast path (a lambda
 # made anew at each call is found by its code instead).
 _recent: dict = {}
 _RECENT_MAX = 256
+# After this many definitions of one function (a global rebound at every
+# call, in a loop), rebound globals travel with each call instead: the
+# definitions stored for the process and a pool's registrations stay few.
+_REDEFINITIONS_MAX = 8
 
 
 def cached_template(fn):
@@ -334,9 +372,15 @@ def template(fn) -> _Export:
     global rebound since it was made (or a missing one defined) makes a new
     definition, under a new uid: each pool registers it once."""
     export = _templates.get((id(fn.__code__), id(fn.__globals__)))
-    if export is None or export.code is not fn.__code__ or export.globals is not fn.__globals__ \
-            or (export.definition is not None and not export.fresh()):
+    if export is None or export.code is not fn.__code__ or export.globals is not fn.__globals__:
         export = _new_template(fn, _new_uid())
+    elif export.definition is not None and not export.volatile and not export.fresh():
+        if export.redefined >= _REDEFINITIONS_MAX:
+            export.volatile = True
+        else:
+            redefined = export.redefined + 1
+            export = _new_template(fn, _new_uid())
+            export.redefined = redefined
         _recent.pop(fn, None)
     if export.definition is None:
         _define(export, fn)
@@ -354,6 +398,8 @@ def _object_export(obj) -> _Export:
         export = _Export(_object_uid(obj))
         _define(export, obj)
         _object_exports[obj] = export
+        if isinstance(obj, type):
+            _by_value_types.add(obj)
     return export
 
 
@@ -380,6 +426,7 @@ def _define(export: _Export, root) -> None:
         raise _cannot_travel(root, exc) from exc
     export.set_watch(p.watch)
     export.definition = buf.getvalue()
+    _core.put_definition(export.uid, export.definition)
 
 
 def _describe(obj) -> str:
@@ -457,10 +504,9 @@ def _reduce_module(module):
     return _import_module, (name,)
 
 
-def _reduce_special(obj):
+def _reduce_special(obj, t):
     """Objects pickle cannot take by itself that a class body holds, and
     dataclasses' sentinels (whose identity its code checks)."""
-    t = type(obj)
     if t is staticmethod or t is classmethod:
         return t, (obj.__func__,)
     if t is property:
@@ -473,8 +519,7 @@ def _reduce_special(obj):
                      "_FIELD_INITVAR"):
             if getattr(dataclasses, name, None) is obj:
                 return _dataclass_sentinel, (name,)
-    if t.__module__ == "typing" and t.__qualname__ in ("TypeVar", "ParamSpec", "TypeVarTuple") \
-            and not by_reference(obj):
+    elif t.__qualname__ in ("TypeVar", "ParamSpec", "TypeVarTuple") and not by_reference(obj):
         if t.__qualname__ == "TypeVar":
             kwargs = {"bound": obj.__bound__, "covariant": obj.__covariant__,
                       "contravariant": obj.__contravariant__}
@@ -483,30 +528,50 @@ def _reduce_special(obj):
     return NotImplemented
 
 
-def _lru_wrapper_type():
-    functools = sys.modules.get("functools")
-    return functools._lru_cache_wrapper if functools is not None else None
+# Types _reduce_special handles by themselves, and the modules of the others.
+_SPECIAL_TYPES = frozenset((staticmethod, classmethod, property, _MappingProxyType))
+_SPECIAL_MODULES = frozenset(("dataclasses", "typing"))
+
+
+def _class_left_to_pickle(cls) -> bool:
+    """by_reference for a class, remembered (a class keeps its name)."""
+    found = _class_by_reference.get(cls)
+    if found is None:
+        found = _class_by_reference[cls] = by_reference(cls)
+    return found
 
 
 class _MessagePickler(pickle.Pickler):
     """A value as it crosses once (an argument, a result): a by-value
-    function, class or lru_cache wrapper goes as its uid and definition
-    (loaded once per receiver)."""
+    function, class or lru_cache wrapper goes as its uid (loaded once per
+    receiver), and its definition too if `portable`."""
+
+    portable = False
 
     def reducer_override(self, obj):
         t = type(obj)
         if t is _FunctionType:
-            return NotImplemented if by_reference(obj) else _function_message(obj)
-        if isinstance(obj, type) or t is _lru_wrapper_type():
-            if by_reference(obj):
+            if obj in _functions_by_reference:
                 return NotImplemented
-            export = _object_export(obj)
-            return _object, (export.uid, export.definition)
+            if by_reference(obj):
+                _functions_by_reference.add(obj)
+                return NotImplemented
+            return _function_message(obj, self.portable)
+        if isinstance(obj, type) or t is _LruWrapperType:
+            export = _object_exports.get(obj)
+            if export is None:
+                if (_class_left_to_pickle(obj) if t is not _LruWrapperType
+                        else by_reference(obj)):
+                    return NotImplemented
+                export = _object_export(obj)
+            return _object, ((export.uid, export.definition) if self.portable else (export.uid,))
         if t is _ModuleType:
             return _reduce_module(obj)
         if t is _CodeType:
             return _unmarshal, (_marshal(obj),)
-        return _reduce_special(obj)
+        if t in _SPECIAL_TYPES or t.__module__ in _SPECIAL_MODULES:
+            return _reduce_special(obj, t)
+        return NotImplemented
 
 
 class _DefinitionPickler(pickle.Pickler):
@@ -527,7 +592,7 @@ class _DefinitionPickler(pickle.Pickler):
             return NotImplemented if by_reference(obj) else self._function(obj)
         if isinstance(obj, type):
             return NotImplemented if by_reference(obj) else self._class(obj)
-        if t is _lru_wrapper_type():
+        if t is _LruWrapperType:
             if by_reference(obj):
                 return NotImplemented
             info = obj.cache_parameters()
@@ -537,7 +602,9 @@ class _DefinitionPickler(pickle.Pickler):
             return _reduce_module(obj)
         if t is _CodeType:
             return _unmarshal, (_marshal(obj),)
-        return _reduce_special(obj)
+        if t in _SPECIAL_TYPES or t.__module__ in _SPECIAL_MODULES:
+            return _reduce_special(obj, t)
+        return NotImplemented
 
     def _function(self, fn):
         code = fn.__code__
@@ -669,30 +736,37 @@ def _class_state(cls) -> dict:
     return state
 
 
-def _function_message(fn):
+def _function_message(fn, portable: bool):
     export = template(fn)
+    args = (export.uid, export.definition if portable else None,
+            export.changes() if export.volatile else None)
     if not _has_instance(fn):
-        return _function, (export.uid, export.definition)
-    return (_function_copy, (export.uid, export.definition), _instance_state(fn),
-            None, None, _set_instance)
+        return _function, args
+    return _function_copy, args, _instance_state(fn), None, None, _set_instance
 
 
-def dumps(obj, protocol: int = 5) -> bytes:
+def dumps(obj, protocol: int = 5, *, portable: bool = False) -> bytes:
     """Pickle obj; what a worker cannot import by name travels by value.
+    `portable`: the definitions travel in the pickle itself, for another
+    process (else they are named by uid, for this process's interpreters).
 
     Plain pickle first (C speed, and nothing changes for values that name
     no ``__main__`` object); by value when it fails (a lambda, a local
-    class, a function a worker rebuilt) or names ``__main__``.
+    class, a function a worker rebuilt) or names ``__main__``, and at once
+    for an instance of a class known to travel by value.
     """
-    try:
-        data = pickle.dumps(obj, protocol)
-    except Exception:
-        pass
-    else:
-        if b"__main__" not in data:
-            return data
+    if type(obj) not in _by_value_types:
+        try:
+            data = pickle.dumps(obj, protocol)
+        except Exception:
+            pass
+        else:
+            if b"__main__" not in data:
+                return data
     buf = io.BytesIO()
-    _MessagePickler(buf, protocol).dump(obj)
+    p = _MessagePickler(buf, protocol)
+    p.portable = portable
+    p.dump(obj)
     return buf.getvalue()
 
 
@@ -798,6 +872,7 @@ def _make_class(uid, meta, name, bases, kwargs):
 
     cls = types.new_class(name, bases, {"metaclass": meta}, lambda ns: ns.update(kwargs))
     _register(uid, cls)
+    _by_value_types.add(cls)
     _pending.add(cls)
     return cls
 
@@ -813,6 +888,7 @@ def _make_enum(uid, meta, name, bases, members, module, qualname):
     classdict["__qualname__"] = qualname
     cls = meta.__new__(meta, name, bases, classdict)
     _register(uid, cls)
+    _by_value_types.add(cls)
     _pending.add(cls)
     return cls
 
@@ -868,61 +944,79 @@ def _keep_loaded(uid: bytes, fn) -> None:
     _loaded[uid] = fn
 
 
-def _load_definition(definition: bytes):
-    """Rebuild a definition's root and install its globals: each name whose
-    value is newer than what its namespace holds (a worker keeps what it
-    set itself until the caller rebinds the name), never into a globals
-    dict of this interpreter's own."""
+def _install(ns_uid: bytes, name: str, stamp: int, value) -> None:
+    """Install a global if its value is newer than what its namespace holds
+    (a worker keeps what it set itself until the caller rebinds the name);
+    never into a globals dict of this interpreter's own."""
+    g = _namespaces.get(ns_uid)
+    if g is None or id(g) in _home:
+        return
+    key = (id(g), name)
+    if stamp > _installed.get(key, -1) or name not in g:
+        g[name] = value
+        _installed[key] = stamp
+
+
+def _load_definition(uid: bytes, definition):
+    """Rebuild a definition's root and install its globals."""
+    if definition is None:
+        definition = _core.get_definition(uid)
+        if definition is None:
+            raise RuntimeError(
+                "a function or class sent by value is not defined in this process: pickle "
+                "it with interpool._byvalue.dumps(obj, portable=True) for another process")
     u = pickle.Unpickler(io.BytesIO(definition))
     root = u.load()
     for ns_uid, values in u.load():
-        g = _namespaces.get(ns_uid)
-        if g is None or id(g) in _home:
-            continue
         for name, (stamp, value) in values.items():
-            key = (id(g), name)
-            if stamp > _installed.get(key, -1) or name not in g:
-                g[name] = value
-                _installed[key] = stamp
+            _install(ns_uid, name, stamp, value)
     return root
 
 
-def function(uid: bytes, definition: bytes):
-    """The function of a definition (loaded once here)."""
+def _install_changes(changes) -> None:
+    for ns_uid, name, stamp, value in changes:
+        _install(ns_uid, name, stamp, value)
+
+
+def function(uid: bytes, definition=None, changes=None):
+    """The function of a definition (loaded once here), with the globals
+    rebound since that came with this call."""
     fn = _loaded.get(uid)
     if fn is None:
-        fn = _load_definition(definition)
+        fn = _load_definition(uid, definition)
         _keep_loaded(uid, fn)
         if (id(fn.__code__), id(fn.__globals__)) not in _templates:
             # Sent on from here (a result, a nested pool), it keeps its uid:
             # where it came from, it is the function it was.
             _new_template(fn, uid)
+    if changes:
+        _install_changes(changes)
     return fn
 
 
 _function = function
 
 
-def _function_copy(uid: bytes, definition: bytes):
+def _function_copy(uid: bytes, definition=None, changes=None):
     """A function of this definition with its own defaults and captured
     values (set by _set_instance once pickle has memoized it: a closure
     may capture itself)."""
-    fn = function(uid, definition)
+    fn = function(uid, definition, changes)
     free = len(fn.__code__.co_freevars)
     return _copy(fn, None, None, (_EmptyCell,) * free if free else None)
 
 
-def _object(uid: bytes, definition: bytes):
+def _object(uid: bytes, definition=None):
     """A class or an lru_cache wrapper (loaded once here: its identity)."""
     obj = _by_uid.get(uid)
     if obj is None:
-        obj = _load_definition(definition)
+        obj = _load_definition(uid, definition)
     return obj
 
 
 class Stateful:
-    """A registered by-value function whose calls bring their own defaults
-    and captured values as their first argument."""
+    """A registered by-value function whose calls bring state as their first
+    argument: (rebound globals, defaults, kwdefaults, captured values)."""
 
     __slots__ = ("fn",)
 
@@ -930,11 +1024,16 @@ class Stateful:
         self.fn = fn
 
     def __call__(self, state, /, *args, **kwargs):
-        defaults, kwdefaults, cells = state
-        return _copy(self.fn, defaults, kwdefaults, cells)(*args, **kwargs)
+        changes, defaults, kwdefaults, cells = state
+        if changes:
+            _install_changes(changes)
+        fn = self.fn
+        if defaults is not None or kwdefaults is not None or cells is not None:
+            fn = _copy(fn, defaults, kwdefaults, cells)
+        return fn(*args, **kwargs)
 
 
-def callable_of(uid: bytes, definition: bytes, stateful: bool):
+def callable_of(uid: bytes, stateful: bool):
     """What a worker calls for a function registered by value."""
-    fn = function(uid, definition)
+    fn = function(uid)
     return Stateful(fn) if stateful else fn

@@ -51,8 +51,7 @@ class Travel:
         """The reference workers load the callable from."""
         if self.ref is None:
             export = self._export
-            self.ref = ("value", export.uid, export.definition, self.state is not None,
-                        export.what)
+            self.ref = ("value", export.uid, self.state is not None, export.what)
         return self.ref
 
 
@@ -182,7 +181,7 @@ def _pickled(fn) -> Travel:
         raise TypeError(
             f"cannot send {fn!r} to a worker interpreter: it cannot be imported "
             f"by module and name, and pickling it failed ({type(exc).__name__}: "
-            f"{exc}). Use a function defined at module level."
+            f"{exc}). Use a plain function, and pass what it needs as arguments."
         ) from exc
     return Travel(None, ("pickle", data))
 

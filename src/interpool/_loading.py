@@ -264,11 +264,11 @@ def _load_callable(ref):
         # A function that travelled by value (interpool._byvalue): loaded
         # once per worker.  With per-call state (defaults, captured values,
         # globals that travel again), that state comes first in each call.
-        _, uid, definition, stateful, what = ref
+        _, uid, stateful, what = ref
         from . import _byvalue
 
         try:
-            return _byvalue.callable_of(uid, definition, stateful)
+            return _byvalue.callable_of(uid, stateful)
         except ImportError as exc:
             explained = explain_import_error(exc, f"the function {what}", script=False,
                                              function=True)
