@@ -155,8 +155,11 @@ def test_fake_numpy_bad_install_text_is_explained(tmp_path):
 # ------------------------------------------------------------ no guard, asyncio, no file
 
 
-def test_asyncio_script_without_guard_runs_its_top_level_once(tmp_path):
-    out = run_script(tmp_path, """\
+@pytest.mark.parametrize("imports", ["", "import numpy"])
+def test_asyncio_script_without_guard_runs_its_top_level_once(tmp_path, imports):
+    if imports:
+        needs_numpy()
+    out = run_script(tmp_path, imports + "\n" + textwrap.dedent("""\
         import asyncio
         import interpool
 
@@ -170,7 +173,7 @@ def test_asyncio_script_without_guard_runs_its_top_level_once(tmp_path):
                 return await asyncio.gather(*(pool.run(work, i) for i in range(6)))
 
         print("RESULT", asyncio.run(main()))
-        """)
+        """))
     assert out.splitlines() == ["TOP LEVEL", "RESULT [0, 1, 4, 9, 16, 25]"]
 
 
@@ -200,13 +203,17 @@ with interpool.Pool(1) as pool:
 """
 
 
+@pytest.mark.parametrize("imports", ["", "import numpy\n"])
 @pytest.mark.parametrize("how", ["stdin", "-c"])
-def test_main_without_a_file_reads_its_globals(tmp_path, how):
+def test_main_without_a_file_reads_its_globals(tmp_path, how, imports):
     # Issue 19 changed this: a function reading a global of such a __main__
     # was refused at the call.
-    args = ["-"] if how == "stdin" else ["-c", MAIN_WITHOUT_A_FILE]
+    if imports:
+        needs_numpy()
+    source = imports + MAIN_WITHOUT_A_FILE
+    args = ["-"] if how == "stdin" else ["-c", source]
     proc = subprocess.run([sys.executable, *args], cwd=tmp_path, env=subprocess_env(),
-                          input=MAIN_WITHOUT_A_FILE if how == "stdin" else None,
+                          input=source if how == "stdin" else None,
                           capture_output=True, text=True, timeout=HANG)
     assert check(proc).splitlines() == ["COUNT 3", "TALLY True 2"]
 
@@ -249,9 +256,12 @@ def readme_joblib_snippet() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
-def test_readme_joblib_snippet_as_one_script(tmp_path):
+@pytest.mark.parametrize("imports", ["", "import numpy\n"])
+def test_readme_joblib_snippet_as_one_script(tmp_path, imports):
     pytest.importorskip("joblib", reason="needs joblib (Debian: python3-joblib)")
-    out = run_script(tmp_path, readme_joblib_snippet())
+    if imports:
+        needs_numpy()
+    out = run_script(tmp_path, imports + readme_joblib_snippet())
     assert out.splitlines() == ["[294, 532, 363]"]
 
 

@@ -332,8 +332,9 @@ _by_value_types: set = set()
 # their modules).
 _class_by_reference: dict = {}
 _functions_by_reference: set = set()
-# The last functions sent by value, for the per-call fast path (a lambda
-# made anew at each call is found by its code instead).
+# The last functions without defaults or captured values sent by value,
+# for the per-call fast path (others, and a lambda made anew at each call,
+# are found by their code).
 _recent: dict = {}
 _RECENT_MAX = 256
 # After this many definitions of one function (a global rebound at every
@@ -353,9 +354,10 @@ def cached_template(fn):
     if export is None or export.code is not fn.__code__ or export.globals is not fn.__globals__ \
             or export.definition is None or not export.fresh():
         return None
-    if len(_recent) >= _RECENT_MAX:
-        _recent.clear()
-    _recent[fn] = export
+    if not _has_instance(fn):   # (a closure would keep what it captures alive)
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[fn] = export
     return export
 
 
