@@ -507,8 +507,13 @@ def _reduce_module(module):
 
 
 def _reduce_special(obj, t):
-    """Objects pickle cannot take by itself that a class body holds, and
-    dataclasses' sentinels (whose identity its code checks)."""
+    """Modules (by name), code objects, objects pickle cannot take by itself
+    that a class body holds, and dataclasses' sentinels (whose identity its
+    code checks)."""
+    if t is _ModuleType:
+        return _reduce_module(obj)
+    if t is _CodeType:
+        return _unmarshal, (_marshal(obj),)
     if t is staticmethod or t is classmethod:
         return t, (obj.__func__,)
     if t is property:
@@ -531,7 +536,8 @@ def _reduce_special(obj, t):
 
 
 # Types _reduce_special handles by themselves, and the modules of the others.
-_SPECIAL_TYPES = frozenset((staticmethod, classmethod, property, _MappingProxyType))
+_SPECIAL_TYPES = frozenset((_ModuleType, _CodeType, staticmethod, classmethod, property,
+                            _MappingProxyType))
 _SPECIAL_MODULES = frozenset(("dataclasses", "typing"))
 
 
@@ -567,10 +573,6 @@ class _MessagePickler(pickle.Pickler):
                     return NotImplemented
                 export = _object_export(obj)
             return _object, ((export.uid, export.definition) if self.portable else (export.uid,))
-        if t is _ModuleType:
-            return _reduce_module(obj)
-        if t is _CodeType:
-            return _unmarshal, (_marshal(obj),)
         if t in _SPECIAL_TYPES or t.__module__ in _SPECIAL_MODULES:
             return _reduce_special(obj, t)
         return NotImplemented
@@ -600,10 +602,6 @@ class _DefinitionPickler(pickle.Pickler):
             info = obj.cache_parameters()
             return (_make_lru, (_object_uid(obj), info["maxsize"], info["typed"]),
                     obj.__wrapped__, None, None, _set_lru)
-        if t is _ModuleType:
-            return _reduce_module(obj)
-        if t is _CodeType:
-            return _unmarshal, (_marshal(obj),)
         if t in _SPECIAL_TYPES or t.__module__ in _SPECIAL_MODULES:
             return _reduce_special(obj, t)
         return NotImplemented
