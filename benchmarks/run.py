@@ -110,6 +110,13 @@ from harness import (  # noqa: E402
     uss_bytes,
 )
 
+def main_identity(x):
+    """identity, defined in this script: run as `python benchmarks/run.py`,
+    it is a __main__ function, which travels by value (W.identity, of an
+    importable module, travels by reference)."""
+    return x
+
+
 WORKLOADS = ("tiny", "latency", "startup", "grid", "payload", "async", "coro", "control", "stream",
              "scaling", "serial", "pyflakes", "mixed")
 FAMILIES = ("interpool", "stdlib-ipe", "threads", "processes", "anyio", "sequential",
@@ -153,14 +160,37 @@ def wl_tiny(b: Bench) -> None:
     b.case("interpool.map", "interpool Pool.map (chunksize=1)", pool_map(False))
     b.case("interpool.map-chunked", "interpool Pool.map (best chunksize)", pool_map(True))
 
-    def pool_submit(info):
-        with b.pool() as pool:
-            while True:
-                yield rate(timed(
-                    lambda: [f.result() for f in [pool.submit(W.identity, i) for i in items]],
-                    check))
+    def warm_main(pool) -> None:
+        # As b.pool() imports `workloads` in every worker: each worker loads
+        # the definition (once) before the timing starts.
+        for f in [pool.submit(main_identity, 0) for _ in range(2 * b.workers)]:
+            f.result()
 
-    b.case("interpool.submit", "interpool Pool.submit + result()", pool_submit)
+    def pool_submit(fn):
+        def gen(info):
+            with b.pool() as pool:
+                warm_main(pool)
+                while True:
+                    yield rate(timed(
+                        lambda: [f.result() for f in [pool.submit(fn, i) for i in items]],
+                        check))
+        return gen
+
+    b.case("interpool.submit", "interpool Pool.submit + result()", pool_submit(W.identity))
+
+    # The same calls of a function defined in the script (__main__, by
+    # value), against the module-level one (by reference), same run.
+    def pool_map_main(info):
+        with b.pool() as pool:
+            warm_main(pool)
+            while True:
+                yield rate(timed(lambda: list(pool.map(main_identity, items)), check))
+
+    if main_identity.__module__ == "__main__":
+        b.case("interpool.map.main", "interpool Pool.map (chunksize=1), a __main__ function",
+               pool_map_main, baseline="interpool.map")
+        b.case("interpool.submit.main", "interpool Pool.submit + result(), a __main__ function",
+               pool_submit(main_identity), baseline="interpool.submit")
 
     def pool_async(kind: str):
         def gen(info):
@@ -886,6 +916,15 @@ def evaluate_targets(b: Bench) -> list[Target]:
             f"{best_map / ppe:.2f}x ({fmt(best_map, 'calls/s')} vs {fmt(ppe, 'calls/s')})")
     else:
         add("tiny tasks via map >= 2x ProcessPoolExecutor at its best chunksize", None, 2, "")
+    for how in ("map", "submit"):
+        name = f"per-call cost of a __main__ function via {how} <= 1.2x a module-level one's"
+        by_ref, by_value = med(tiny, f"interpool.{how}", "rate"), med(tiny, f"interpool.{how}.main", "rate")
+        if by_ref and by_value:
+            add(name, by_ref / by_value, 1.2,
+                f"{by_ref / by_value:.2f}x ({fmt(by_value, 'calls/s')} vs {fmt(by_ref, 'calls/s')})",
+                at_most=True)
+        else:
+            add(name, None, 1.2, "")
     gathered = med(tiny, "interpool.await", "rate")
     if gathered and ipe_async:
         add("gathered awaits >= 20x stdlib IPE via run_in_executor", gathered / ipe_async, 20,

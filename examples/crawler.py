@@ -34,8 +34,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import interpool
 
-# Module level: only definitions.  Workers import this script (as
-# __mp_main__) to find count_links, so nothing up here may start any work.
+# Workers never run this script: count_links and the other task functions
+# travel by value (their code and the globals they read).  The guard at the
+# end only keeps the program importable without running it.
 
 WORDS = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod "

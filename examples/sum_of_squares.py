@@ -14,8 +14,9 @@ import time
 
 import interpool
 
-# Module level: only definitions.  Workers import this script (as
-# __mp_main__) to find sum_squares, so nothing up here may start any work.
+# Workers never run this script: sum_squares and the other task functions
+# travel by value (their code and the globals they read).  The guard at the
+# end only keeps the program importable without running it.
 
 FULL = (40_000_000, 16)  # numbers, chunks: ~1.5 s sequential on one core
 QUICK = (2_000_000, 8)

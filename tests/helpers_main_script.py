@@ -1,8 +1,7 @@
 """A script run as __main__ by test_lifecycle.py (copied to a temporary dir).
 
-Its functions and classes live in __main__, so workers load this file as
-"__mp_main__" (like multiprocessing's spawn): module-level code runs once per
-worker that needs it, the ``if __name__ == "__main__":`` block never does.
+Its functions and classes live in __main__, so they travel by value: workers
+never run this file, and its module level runs once, in the caller.
 
 Usage: python helpers_main_script.py MODE DIRECTORY
 Every interpreter that runs the module level appends its __name__ to the file
@@ -49,7 +48,8 @@ def main(mode, directory):
         with interpool.Pool(2) as pool:
             futures = [pool.submit(task, directory, token) for token in "ab"]
             results = [f.result(60) for f in futures]
-            assert {name for name, _ in results} == {"__mp_main__"}, results
+            # The globals they read are the script's: __name__ included.
+            assert {name for name, _ in results} == {"__main__"}, results
             assert all(type(box) is Box for _, box in results), results
             print("RESULT", sorted(box.value for _, box in results))
             print("UNBOX", pool.submit(unbox, Box(5)).result(60))

@@ -18,6 +18,7 @@ import threading
 import pytest
 
 import helpers_async_tasks as ha
+import helpers_byvalue as hb
 import interpool
 from helpers_util import assert_back_to, counts
 from helpers_async_util import (  # noqa: F401 (kind: a fixture)
@@ -115,13 +116,15 @@ def test_run_exception_with_another_init_signature_is_rebuilt(pool):
 
 def test_run_refuses_unsendable_callables_at_the_call(pool):
     # Issue 12 changed this: lambdas and nested functions used to be refused
-    # here; they travel by value now.  A local class still cannot travel.
+    # here; they travel by value now, and (issue 19) so do local classes.  A
+    # closure that assigns to what it captures cannot travel.
     class Local:
         pass
 
     async def main():
-        with pytest.raises(TypeError, match="<locals>"):
-            pool.run(Local)
+        with pytest.raises(TypeError, match="nonlocal"):
+            pool.run(hb.make_nonlocal_writer())
+        assert type(await pool.run(Local)) is Local
 
         def nested():
             return 1
@@ -206,12 +209,10 @@ def test_wrap_returns_an_async_function(pool, kind):
 
 def test_wrap_refuses_unsendable_callables_immediately(pool):
     # no event loop needed: the check happens in wrap(), not at the first await.
-    # Issue 12 changed this: lambdas and nested functions used to be refused.
-    class Local:
-        pass
-
-    with pytest.raises(TypeError, match="<locals>"):
-        pool.wrap(Local)
+    # Issue 12 changed this: lambdas and nested functions used to be refused;
+    # issue 19: local classes too.
+    with pytest.raises(TypeError, match="nonlocal"):
+        pool.wrap(hb.make_nonlocal_writer())
 
     def nested(x):
         return x

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+import helpers_byvalue as hb
 import helpers_tasks as ht
 import interpool
 
@@ -65,13 +66,12 @@ def test_amap_refuses_an_unsendable_function_before_reading_input():
             pulled.append(i)
             yield i
 
-    class Local:   # a class defined in a function cannot travel
-        def __call__(self, x):
-            return x
-
+    # Issue 19 changed this: an instance of a class defined in a function
+    # was refused; it travels by value.  A closure that assigns to what it
+    # captures cannot travel.
     async def main(pool):
-        with pytest.raises(TypeError, match="<locals>"):
-            async for _ in pool.amap(Local(), source()):
+        with pytest.raises(TypeError, match="nonlocal"):
+            async for _ in pool.amap(hb.make_nonlocal_writer(), source()):
                 pass
 
     with interpool.Pool(1) as pool:

@@ -1,7 +1,9 @@
-"""How callables travel: module-level ones by reference, other plain
-functions (lambdas, nested functions, closures) by value, through every
-front door; what cannot travel gets a clear TypeError at the call (Pool) or
-fails through the future (the drop-in executor, as the stdlib's does)."""
+"""How callables travel: those of importable modules by reference, other
+plain functions (lambdas, nested functions, closures) and local classes by
+value, through every front door; what cannot travel gets a clear TypeError
+at the call (Pool) or fails through the future (the drop-in executor, as
+the stdlib's does).  Functions of __main__: test_byvalue.py and
+test_main_loading.py."""
 
 import asyncio
 import functools
@@ -148,26 +150,27 @@ def test_code_that_reads_globals_of_a_module_workers_cannot_import(pool):
     assert "cannot be imported in a subinterpreter" in str(exc)
 
 
-# ------------------------------------------------------------ refused at the call (Pool)
-
-
-def test_local_class_and_its_methods_are_refused(pool):
+def test_local_class_travels_by_value(pool):
+    # Issue 19 changed this: a class defined in a function used to be
+    # refused.  It travels by value, as a callable, through a bound method
+    # and captured by a closure, and comes back as the caller's own class.
     local, instance, captures_instance = hb.make_local_class_users()
-    for fn in (local, instance.run):
-        with pytest.raises(TypeError, match="Local") as info:
-            pool.submit(fn)
-        assert "module level" in str(info.value)
-    with pytest.raises(TypeError, match="instance") as info:
-        pool.submit(captures_instance)
-    assert "'instance'" in str(info.value) and "Local" in str(info.value)
+    assert type(pool.submit(local).result(60)) is local
+    assert pool.submit(instance.run).result(60) == 1
+    assert pool.submit(captures_instance).result(60) == 1
+    assert type(pool.submit(ht.identity, instance).result(60)) is local
 
 
-def test_closure_capturing_a_module_is_refused_naming_the_variable(pool):
+def test_closure_capturing_a_module_imports_it_by_name(pool):
+    # Issue 19 changed this: a captured module used to be refused.
+    import sys
+
     uses_sys, captures_module = hb.make_module_capture()
-    assert pool.submit(uses_sys).result(60)   # reads the global sys: fine
-    with pytest.raises(TypeError, match="'s'") as info:
-        pool.submit(captures_module)
-    assert "import sys inside the function" in str(info.value)
+    assert pool.submit(uses_sys).result(60) == sys.version
+    assert pool.submit(captures_module).result(60) == sys.version
+
+
+# ------------------------------------------------------------ refused at the call (Pool)
 
 
 def test_closure_assigning_to_a_captured_variable_is_refused(pool):

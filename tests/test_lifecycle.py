@@ -54,9 +54,9 @@ def test_functions_defined_in_a_main_script(tmp_path):
     assert "UNBOX 5" in lines
     assert "MAP [1, 2]" in lines
     assert "SCRIPT ERROR from the script" in lines
-    # The module level ran once in the caller and once in each of the two
-    # workers (however many tasks each ran), as "__mp_main__" there.
-    assert sorted(record.read_text().split()) == ["__main__", "__mp_main__", "__mp_main__"]
+    # Issue 19 changed this: the module level ran once, in the caller (it
+    # used to run again in each worker, as "__mp_main__").
+    assert record.read_text().split() == ["__main__"]
 
 
 def test_main_script_object_as_argument_of_a_non_main_function(tmp_path):
@@ -71,33 +71,33 @@ def test_main_script_object_as_argument_of_a_non_main_function(tmp_path):
     assert "ARGUMENT Box(value=7)" in proc.stdout.splitlines()
 
 
-def test_unguarded_script_cannot_recurse(tmp_path):
-    # Top-level code that creates a pool runs again in each worker that loads
-    # the script; the Pool refuses to start there instead of recursing.
+def test_unguarded_script_makes_its_pool_at_top_level(tmp_path):
+    # Issue 19 changed this: workers loaded the script, so a pool made at its
+    # top level was refused there.  They never run the script now: no
+    # `if __name__ == "__main__":` guard is needed, and the top level runs once.
     proc = run_script(
         tmp_path,
         """
         import interpool
 
+        print("TOP LEVEL")
+
         def work(x):
             return x * 2
 
-        pool = interpool.Pool(1)
-        try:
-            print("RESULT", pool.submit(work, 21).result(60))
-        except RuntimeError as exc:
-            print("REFUSED", 'if __name__ == "__main__":' in str(exc))
+        pool = interpool.Pool(2)
+        print("RESULT", pool.submit(work, 21).result(60), sorted(pool.map(work, range(4))))
         pool.shutdown()
         """,
     )
     assert_clean(proc)
-    assert proc.stdout.splitlines() == ["REFUSED True"]
+    assert proc.stdout.splitlines() == ["TOP LEVEL", "RESULT 42 [0, 2, 4, 6]"]
 
 
-def test_interactive_main_function_refused(tmp_path):
-    # Code given with -c has a __main__ without a file, like the REPL.  A
-    # function that reads none of its globals travels by value (as with the
-    # stdlib executor); one that needs this __main__ is refused at the call.
+def test_interactive_main_function_reads_its_globals(tmp_path):
+    # Code given with -c has a __main__ without a file, like the REPL.
+    # Issue 19 changed this: a function that reads its globals used to be
+    # refused; it travels by value with them.
     code = textwrap.dedent(
         """
         import interpool
@@ -107,10 +107,7 @@ def test_interactive_main_function_refused(tmp_path):
         def pure():
             return 1
         with interpool.Pool(1) as pool:
-            try:
-                pool.submit(typed_in)
-            except TypeError as exc:
-                print("REFUSED", "`python -c`" in str(exc))
+            print("GLOBALS", pool.submit(typed_in).result(60))
             print("BY VALUE", pool.submit(pure).result(60))
             import helpers_tasks
             print("STILL WORKS", pool.submit(helpers_tasks.add, 1, 2).result(60))
@@ -118,7 +115,7 @@ def test_interactive_main_function_refused(tmp_path):
     )
     proc = run_python(["-c", code], cwd=tmp_path, timeout=TIMEOUT)
     assert_clean(proc)
-    assert proc.stdout.splitlines() == ["REFUSED True", "BY VALUE 1", "STILL WORKS 3"]
+    assert proc.stdout.splitlines() == ["GLOBALS 2", "BY VALUE 1", "STILL WORKS 3"]
 
 
 # ------------------------------------------------------------ interpreter exit

@@ -24,6 +24,7 @@ from concurrent.futures import BrokenExecutor
 
 import pytest
 
+import helpers_byvalue as hb
 import helpers_tasks as ht
 import interpool
 from helpers_interp import current_interpreter_id
@@ -348,16 +349,14 @@ def test_closure_that_assigns_to_what_it_captures_is_refused(pool):
     assert "count" in str(info.value)
 
 
-def test_local_class_refused(pool):
+def test_local_class_travels_by_value(pool):
+    # Issue 19 changed this: a class defined in a function used to be refused.
     class Local:
         def run(self):
             return 1
 
-    with pytest.raises(TypeError, match="<locals>") as info:
-        pool.submit(Local)
-    assert "module level" in str(info.value)
-    with pytest.raises(TypeError, match="<locals>"):
-        pool.submit(Local().run)
+    assert type(pool.submit(Local).result(60)) is Local
+    assert pool.submit(Local().run).result(60) == 1
 
 
 def test_non_callable_refused(pool):
@@ -379,9 +378,10 @@ def test_coroutine_and_generator_objects_refused(pool):
         pool.submit(gen)
 
 
-def test_interactive_main_function_refused_if_it_reads_globals(pool, monkeypatch):
+def test_interactive_main_function_reads_its_globals(pool, monkeypatch):
     # What a function typed at the REPL looks like: its module has no file.
-    # Issue 12 changed this: one that reads no globals now travels by value.
+    # Issue 19 changed this: one that reads globals used to be refused; the
+    # functions of __main__ travel by value, with the globals they read.
     fake_main = types.ModuleType("__main__")
     code = compile("def typed_in():\n    return 1\n\ndef reads_global():\n    return typed_in()\n",
                    "<stdin>", "exec")
@@ -389,21 +389,12 @@ def test_interactive_main_function_refused_if_it_reads_globals(pool, monkeypatch
     monkeypatch.setitem(sys.modules, "__main__", fake_main)
     monkeypatch.setattr(sys, "argv", [""])
     assert pool.submit(fake_main.typed_in).result(60) == 1
-    with pytest.raises(TypeError, match="interactive prompt") as info:
-        pool.submit(fake_main.reads_global)
-    assert "typed_in" in str(info.value)
-
-
-class _LocalLike:
-    pass
-
-
-_LocalLike.__qualname__ = "f.<locals>._LocalLike"   # what a class defined in a function looks like
+    assert pool.submit(fake_main.reads_global).result(60) == 1
 
 
 def test_refusal_queues_nothing(pool):
     before = counts()["tasks"]
-    for bad in (_LocalLike, 42):
+    for bad in (hb.make_nonlocal_writer(), 42):
         with pytest.raises(TypeError):
             pool.submit(bad)
     with pytest.raises(TypeError):
@@ -929,12 +920,13 @@ def test_unpicklable_initargs_refused():
 
 
 def test_initializer_must_be_sendable():
-    # Issue 12 changed this: a nested function or lambda used to be refused.
+    # Issue 12 changed this: a nested function or lambda used to be refused;
+    # issue 19: a local class too (it travels by value).
     class LocalInit:
         pass
 
-    with pytest.raises(TypeError, match="<locals>"):
-        interpool.Pool(1, initializer=LocalInit)
+    with interpool.Pool(1, initializer=LocalInit) as pool:
+        assert pool.submit(ht.add, 1, 2).result(60) == 3
     count = 0
 
     def bump():

@@ -49,7 +49,7 @@ ROUNDS = 8
 
 
 # ----------------------------------------------------------------- task functions
-# (module level: workers load this script as __mp_main__ to find them)
+# (defined in this script: they travel to workers by value)
 
 def identity(x):
     return x

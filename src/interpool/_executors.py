@@ -204,8 +204,9 @@ class interpreter(Generic[P, R]):
     """Mark fn to run in a worker interpreter when an
     InterpreterThreadPoolExecutor runs it.
 
-    Called directly, the marked function just runs here.  fn must be
-    importable by workers (module-level); it can be used as a decorator.
+    Called directly, the marked function just runs here.  fn travels as
+    any task function does (by reference, or by value for the functions of
+    the script); it can be used as a decorator.
     """
 
     def __init__(self, fn: Callable[P, R]) -> None:

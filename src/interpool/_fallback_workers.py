@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from . import _core, _forwarding
+from . import _byvalue, _core, _forwarding
 from ._errors import broken_error, stop_error
 
 Sink = Callable[[bool, Any], None]
@@ -446,14 +446,19 @@ def _cannot_cross(obj: Any) -> str | None:
     return None
 
 
-class _Pickler(pickle.Pickler):
-    """pickle, refusing what cannot cross into a process (see _cannot_cross)."""
+class _Pickler(_byvalue.MessagePickler):
+    """interpool's by-value pickle with the definitions inline (a process
+    has no share of this process's table of definitions: the caller's
+    ``__main__`` functions and classes, lambdas, travel whole), refusing
+    what cannot cross into a process (see _cannot_cross)."""
+
+    portable = True
 
     def reducer_override(self, obj: Any) -> Any:
         why = _cannot_cross(obj)
         if why is not None:
             raise _CannotCross(f"cannot send {why}.")
-        return NotImplemented
+        return super().reducer_override(obj)
 
 
 class _CannotCross(Exception):
@@ -481,14 +486,17 @@ def travelling_form(fn: Any, closures: bool = True) -> tuple[Any, Any, tuple[Any
     with every call; the reference interpool._loading.load_callable turns
     back into the callable there; leading arguments of every call).
 
-    The one place that decides it: today the same forms as to a worker
-    interpreter (by reference, by value as a code object, pickled)."""
+    The one place that decides it: by reference as to a worker interpreter;
+    what travels by value to a worker interpreter (a uid of this process's
+    table of definitions) goes pickled with its definition inline, made
+    anew at each call (its state is current)."""
     from ._callables import plan
 
     travel = plan(fn, closures=closures)
-    if travel.key is None:
-        return None, travel.ref, ()
-    return travel.key, travel.make_ref(), (() if travel.state is None else (travel.state,))
+    ref = travel.ref if travel.key is None else travel.make_ref()
+    if ref[0] in ("value", "pickle"):
+        return None, ("pickle", dumps(fn)), ()
+    return travel.key, ref, (() if travel.state is None else (travel.state,))
 
 
 class _Proc:

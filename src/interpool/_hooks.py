@@ -104,3 +104,14 @@ def queue_type():
     from ._queue import Queue
 
     return Queue
+
+
+def pickler():
+    """The codec's (dumps, loads): what a worker cannot import by name
+    (functions and classes of __main__, lambdas, local classes) travels by
+    value."""
+    import pickle
+
+    from ._byvalue import dumps
+
+    return dumps, pickle.loads

@@ -1,26 +1,26 @@
 """Worker side: how a worker finds what the caller named (functions by
-reference or by value, modules, the caller's __main__).
+reference or by value, modules, and the caller's __main__ after
+``python -m``).
 
 Kept free of heavy imports: every worker imports it at start-up.
 """
 
 import sys
 
-# How to load the caller's __main__ (interpool._callables.describe_main),
-# set by worker_setup: ("module", spec name, file), ("file", path) or
-# ("none", why).
+# The caller ran ``python -m spec_name``: ("module", spec_name, file), set
+# by worker_setup (what its __main__ defines at module level travels by
+# reference and loads from here).  Otherwise None: the caller's script
+# never runs in a worker (its functions travel by value).
 _main_info = None
 _main_loaded = None
-# True while this worker runs the caller's script as __mp_main__: a Pool
-# created then would recurse (the script's unguarded top-level code).
+# True while this worker runs the caller's module as __mp_main__: a Pool
+# created then would recurse (its unguarded top-level code).
 loading_main = False
 # The drop-in executor: failures to load a callable are reported as the
 # stdlib's executor reports them (NotShareableError).
 stdlib_errors = False
 # This interpreter is a pool's worker (set by worker_setup).
 in_worker = False
-
-_SOURCE_SUFFIXES = (".py", ".pyw", ".pyc")
 
 
 def _exec_as(name: str, code, attrs: dict):
@@ -38,17 +38,7 @@ def _exec_as(name: str, code, attrs: dict):
 
 
 def _load_file_module(name: str, path: str):
-    """Load the file at `path` as module `name` (a fresh copy per worker).
-    Any file name works: a script without a .py suffix is compiled as
-    runpy would."""
-    if not path.endswith(_SOURCE_SUFFIXES):
-        import io
-
-        with io.open_code(path) as f:
-            source = f.read()
-        code = compile(source, path, "exec", dont_inherit=True)
-        return _exec_as(name, code, {"__file__": path, "__spec__": None, "__loader__": None,
-                                     "__package__": None if name == "__mp_main__" else ""})
+    """Load the file at `path` as module `name` (a fresh copy per worker)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(name, path)
@@ -86,42 +76,25 @@ def _load_spec_module(spec_name: str):
     })
 
 
-_MAIN_WHERE = {
-    "-c": "given with `python -c`",
-    "stdin": "read from standard input",
-    "interactive": "typed at the interactive prompt (or in a notebook)",
-}
-
-
-def _no_main_message(why: str) -> str:
-    return (
-        "cannot load the caller's __main__ in a worker interpreter: it was "
-        f"{_MAIN_WHERE.get(why, _MAIN_WHERE['interactive'])}, so there is no file to "
-        "load. Put the functions and classes that tasks use in a module (or a "
-        "script file) and import them.")
-
-
-def _main_module(path: str | None = None):
-    # Like multiprocessing's spawn: the script runs as "__mp_main__", so its
+def _main_module():
+    # Like multiprocessing's spawn: the module runs as "__mp_main__", so its
     # `if __name__ == "__main__":` block does not run, and pickles that name
     # __main__ (or __mp_main__) resolve to it.
     global loading_main, _main_loaded
     module = _main_loaded
     if module is not None:
         return module
-    info = _main_info or (("file", path) if path else ("none", "interactive"))
-    if info[0] == "none":
-        raise ImportError(_no_main_message(info[1]))
+    info = _main_info
+    if info is None:
+        raise ImportError(
+            "the caller's __main__ is not loaded in worker interpreters: what it "
+            "defines travels by value", name="__main__")
     loading_main = True
     try:
-        if info[0] == "module":
-            module = _load_spec_module(info[1])
-        else:
-            module = _load_file_module("__mp_main__", info[1])
+        module = _load_spec_module(info[1])
     except ImportError as exc:
-        what = (f"your module {info[1]} (run with `python -m {info[1]}`)"
-                if info[0] == "module" else f"your script {info[1]}")
-        explained = explain_import_error(exc, what, script=True)
+        explained = explain_import_error(
+            exc, f"your module {info[1]} (run with `python -m {info[1]}`)", script=True)
         if explained is None:
             raise
         raise explained from exc
@@ -134,7 +107,7 @@ def _main_module(path: str | None = None):
 
 def _import(module_name: str, path: str | None):
     if module_name in ("__main__", "__mp_main__"):
-        return _main_module(path)
+        return _main_module()
     import importlib
 
     try:
@@ -178,7 +151,7 @@ def _script_line(exc: BaseException, path: str | None) -> str | None:
 
 def explain_import_error(exc: BaseException, what: str, script: bool) -> ImportError | None:
     """An ImportError that names the module that cannot load in a
-    subinterpreter and the two fixes, or None if that is not the problem."""
+    subinterpreter and the fixes, or None if that is not the problem."""
     module = _incompatible_module(exc)
     if module is None:
         return None
@@ -192,7 +165,7 @@ def explain_import_error(exc: BaseException, what: str, script: bool) -> ImportE
     if script:
         fixes = (
             f"Either move the task functions into a module that does not import {top}, "
-            f"or import {top} under `if __name__ == \"__main__\":` in the script "
+            f"or import {top} under `if __name__ == \"__main__\":` in that module "
             "(workers load it as __mp_main__, so that block does not run there)."
         )
     else:
@@ -209,68 +182,6 @@ def explain_import_error(exc: BaseException, what: str, script: bool) -> ImportE
 
 
 # ------------------------------------------------------------ callables
-
-
-class _Rebuilt:
-    """A function that travelled by value and has per-call state (defaults,
-    captured values): rebuilt at each call from its cached code, so it runs
-    the caller's current values."""
-
-    __slots__ = ("code", "globals", "name", "qualname")
-
-    def __init__(self, code, globals_, name, qualname):
-        self.code = code
-        self.globals = globals_
-        self.name = name
-        self.qualname = qualname
-
-    def make(self, state):
-        from types import CellType, FunctionType
-
-        defaults, kwdefaults, values, selfs = state
-        cells = tuple(CellType(v) for v in values) if values or selfs else None
-        fn = FunctionType(self.code, self.globals, self.name, defaults, cells)
-        fn.__qualname__ = self.qualname
-        if kwdefaults is not None:
-            fn.__kwdefaults__ = kwdefaults
-        for i in selfs:
-            cells[i].cell_contents = fn
-        return fn
-
-    def __call__(self, state, /, *args, **kwargs):
-        return self.make(state)(*args, **kwargs)
-
-
-_code_cache: dict[bytes, _Rebuilt] = {}
-_NO_STATE = (None, None, (), ())
-
-
-def _function_from_ref(ref) -> _Rebuilt:
-    """A function that travels by value: ("code", module name, qualname,
-    file, marshalled code, name, needs its module, package, has state)."""
-    _, module_name, qualname, path, code_bytes, name, needs_module, package, _ = ref
-    import marshal
-
-    code = marshal.loads(code_bytes)
-    if needs_module:
-        globals_ = _import(module_name, path).__dict__
-    else:
-        # Reads no globals: no need to import (or even be able to import)
-        # its module; enough for relative imports inside it.
-        import builtins
-
-        globals_ = {"__name__": module_name, "__package__": package, "__spec__": None,
-                    "__builtins__": builtins}
-    return _Rebuilt(code, globals_, name, qualname)
-
-
-def rebuild_function(ref, state):
-    """Unpickling a function that travelled by value inside a pickle or a
-    closure (interpool._callables._FunctionValue); its code is cached."""
-    rebuilt = _code_cache.get(ref[4])
-    if rebuilt is None:
-        rebuilt = _code_cache[ref[4]] = _function_from_ref(ref)
-    return rebuilt.make(_NO_STATE if state is None else state)
 
 
 def _not_shareable(exc: BaseException) -> BaseException:
@@ -318,8 +229,17 @@ def _refused(exc: BaseException, ref) -> BaseException | None:
     same), chained from exc; else None."""
     from ._refusal import refusal
 
-    named = ref[0] in ("ref", "code")
-    err = refusal(exc, "load", ref[2] if named else None, ref[1] if named else None)
+    kind = ref[0]
+    if kind in ("ref", "code"):
+        function, where = ref[2], ref[1]
+        if where in ("__main__", "__mp_main__") and _main_info:
+            where = _main_info[1]   # python -m pkg.mod: name the module
+    elif kind == "value":   # ("value", uid, stateful, repr(qualname)): it reads the module itself
+        what = ref[3]
+        function, where = (what[1:-1] if what[:1] in "'\"" else what), ""
+    else:
+        function = where = None
+    err = refusal(exc, "load", function, where)
     if err is not None:
         err.__cause__ = exc
     return err
@@ -333,11 +253,16 @@ def _load_callable(ref):
         for part in qualname.split("."):
             obj = getattr(obj, part)
         return obj
-    if kind == "code":
-        rebuilt = _function_from_ref(ref)
-        # Without defaults or captured values the function itself is cached:
-        # no per-call cost.  Otherwise they come first in each call's args.
-        return rebuilt if ref[8] else rebuilt.make(_NO_STATE)
+    if kind == "value":
+        # A function that travelled by value (interpool._byvalue): loaded
+        # once per worker.  With per-call state (defaults, captured values,
+        # globals that travel again), that state comes first in each call.
+        _, uid, stateful, what = ref
+        from . import _byvalue
+
+        # (A refusal to import what it reads becomes a SubinterpreterImportError
+        # in load_callable, naming `what`.)
+        return _byvalue.callable_of(uid, stateful)
     if kind == "pickle":
         import pickle
 
@@ -364,15 +289,13 @@ def call_pickled(data: bytes, /, *args, **kwargs):
 
 
 class _LazyMain(type(sys)):
-    """The worker's __main__ until the caller's script is needed: the first
-    attribute it lacks (e.g. a class named by a pickled argument) loads the
-    script as __mp_main__, as multiprocessing's spawn would."""
+    """The worker's __main__ after ``python -m``, until the caller's module
+    is needed: the first attribute it lacks (e.g. a class named by a pickled
+    argument) loads it as __mp_main__, as multiprocessing's spawn would."""
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        if _main_info is not None and _main_info[0] == "none":
-            raise AttributeError(f"{name!r}: {_no_main_message(_main_info[1])}", name=name, obj=self)
         return getattr(_main_module(), name)
 
 
@@ -414,6 +337,6 @@ def worker_setup(config, index: int) -> None:
 
         _remote.style = flavor
     main = config.get("main")
-    if main:
+    if main:   # python -m: what __main__ defines loads from its module
         _main_info = main
         sys.modules["__main__"] = _LazyMain("__main__")

@@ -103,9 +103,10 @@ class Pool(AsyncPoolMethods):
     of worker interpreters; ``max_workers`` is the same, as
     ``concurrent.futures`` spells it (give one of the two).
 
-    Module-level functions travel by reference (module and qualified
-    name); lambdas, nested functions and closures travel by value (code
-    object, with their captured values).  Tasks run in parallel, one per
+    Functions of importable modules travel by reference (module and
+    qualified name); those of ``__main__`` (a script, ``python -c``, a
+    notebook), lambdas and closures travel by value (their code and the
+    globals they read; the script never runs in a worker).  Tasks run in parallel, one per
     worker at a time.  ``async def`` functions run on the
     worker's own event loop (made by ``loop_factory``, default asyncio's),
     up to ``concurrency`` coroutines per worker at once; a sync task holds
@@ -171,9 +172,9 @@ class Pool(AsyncPoolMethods):
         if _loading.loading_main:
             raise RuntimeError(
                 "a Pool was created while a worker interpreter was loading your "
-                "script to find a function defined in it: the script's top-level "
-                "code runs in every worker. Put the code that creates pools (and "
-                'runs the program) under `if __name__ == "__main__":`.'
+                "module (run with `python -m`) to find a function defined in it: "
+                "its top-level code runs in every worker. Put the code that creates "
+                'pools (and runs the program) under `if __name__ == "__main__":`.'
             )
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError(f"concurrency must be an int, not {type(concurrency).__name__}")
@@ -204,18 +205,17 @@ class Pool(AsyncPoolMethods):
         self._loop_lock = threading.Lock()
         self._core = _core.PoolCore(workers, [p for p in sys.path if isinstance(p, str)])
         self._state = _State(self._core)
-        if "__main__" in sys.modules:
-            # Results naming classes of the script (run as __mp_main__ in
-            # workers) unpickle here, as with multiprocessing.
+        # (A pool made in a worker passes on what its own workers were given.)
+        main = _loading._main_info if _loading.in_worker else describe_main()
+        if main is not None:
+            # python -m: results naming classes of __main__ (run as
+            # __mp_main__ in workers) unpickle here, as with multiprocessing.
             sys.modules.setdefault("__mp_main__", sys.modules["__main__"])
         # Workers' print() and logging records go to this interpreter's
         # sys.stdout/sys.stderr and logging (not from a worker's own pools).
         forward = (forward_output or forward_logging) and not _loading.in_worker
         setup = {
-            # A pool made in a worker: its workers load the same script (here
-            # it runs as __mp_main__, which no import finds by that name).
-            "main": _loading._main_info if _loading.in_worker else describe_main(),
-            "name": self._name, "flavor": self._flavor,
+            "main": main, "name": self._name, "flavor": self._flavor,
             "forward_output": bool(forward_output), "forward_logging": bool(forward_logging),
         }
         self._core.set_setup({**setup, "output": _forwarding.channel() if forward else None})
@@ -307,19 +307,22 @@ class Pool(AsyncPoolMethods):
     def _target(self, fn: Callable[..., object]) -> tuple[int, tuple[Any, ...]]:
         """(fn id, leading args) for a call of fn.
 
-        Module-level callables are registered once and cached per worker;
-        other functions travel by value, their code registered once (per
-        code object) and their defaults and captured values sent with each
-        call.  A callable that travels pickled (a bound method, a partial, a
+        Callables of importable modules are registered once and cached per
+        worker; other functions (those of ``__main__``, lambdas, closures)
+        travel by value, their definition registered once (per code object)
+        and their defaults, captured values and the globals that must
+        travel again sent with each call.  A callable that travels pickled (a bound method, a partial, a
         callable object) is pickled anew at every call, through a
         trampoline, so its current state is what runs and nothing is kept
         alive.
         """
         try:
-            return self._fn_ids[fn], _NO_PREFIX
-        except (KeyError, TypeError):
-            pass
-        travel = plan(fn, closures=self._send_closures, anything=self._flavor == "stdlib")
+            fn_id = self._fn_ids.get(fn)
+        except TypeError:  # unhashable
+            fn_id = None
+        if fn_id is not None:
+            return fn_id, _NO_PREFIX
+        travel = plan(fn, self._send_closures, self._flavor == "stdlib")
         key = travel.key
         if key is None:
             return self._register(_loading.call_pickled), (travel.ref[1],)

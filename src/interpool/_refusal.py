@@ -95,6 +95,9 @@ def _message(stage: str, package: str, module: str, function: str | None,
     why = f"{package} cannot be imported in a subinterpreter ({module} {NOT_IN_SUBINTERPRETERS})"
     fn = f"{function}()" if function else "the task's function"
     if stage == "load":
+        if where == "":   # a function that travelled by value: it reads the package itself
+            return (f"cannot run {fn} in a worker interpreter: it uses {package}, and {why}. "
+                    f"Fix: {_FIX}, or call it outside the pool.")
         if where is not None and where.partition(".")[0] == package:
             return f"cannot run {fn} in a worker interpreter: {why}. Fix: {_FIX}."
         if where in (None, "__main__", "__mp_main__"):
@@ -115,7 +118,8 @@ def refusal(exc: BaseException, stage: str, function: str | None = None,
             where: str | None = None) -> SubinterpreterImportError | None:
     """The SubinterpreterImportError for `exc` (raise it from exc), or None
     when no module in exc's chain refused subinterpreters.  `where`: the
-    module of the function, where known."""
+    module of the function, where known ("": the function travelled by
+    value)."""
     if isinstance(exc, SubinterpreterImportError):
         return None
     module = refusing_module(exc)

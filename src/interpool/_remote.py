@@ -57,10 +57,12 @@ def _type_name(module: str, qualname: str) -> str:
 
 
 def _dumps(value) -> bytes | None:
-    import pickle
+    # By value where needed: an exception class of the caller's __main__
+    # comes back as that very class.
+    from ._byvalue import dumps
 
     try:
-        return pickle.dumps(value, 5)
+        return dumps(value)
     except Exception:
         return None
 
@@ -103,7 +105,12 @@ def pack_exception(exc: BaseException, depth: int = 0) -> tuple:
             blob = _dumps(value)
             if blob is not None:
                 attrs[name] = blob
-        recipe = (args_data, attrs, members)
+        # A class a worker rebuilt by value (from the caller's __main__,
+        # exec'd code, a function's body) is found through its pickle.
+        from ._byvalue import by_reference
+
+        cls_data = None if by_reference(cls) else _dumps(cls)
+        recipe = (args_data, attrs, members, cls_data)
     return (data, cls.__module__, cls.__qualname__, _safe_str(exc), text, recipe, style)
 
 
@@ -155,15 +162,12 @@ def _remote_error(packed: tuple) -> BaseException:
     return exc
 
 
-# Classes whose __module__ names no importable module: CPython 3.13's
-# _interpreters exceptions say "interpreters".
-_MODULE_ALIASES = {"interpreters": "_interpreters"}
-
-
 def _find_class(module: str, qualname: str):
     import importlib
 
-    obj = importlib.import_module(_MODULE_ALIASES.get(module, module))
+    from ._byvalue import MODULE_ALIASES
+
+    obj = importlib.import_module(MODULE_ALIASES.get(module, module))
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
@@ -242,8 +246,9 @@ def _rebuild(module: str, qualname: str, recipe: tuple) -> BaseException | None:
     and attributes (those that could be pickled)."""
     import pickle
 
-    args_data, attrs, members = recipe
-    cls = _find_class(module, qualname)
+    args_data, attrs, members = recipe[:3]
+    cls_data = recipe[3] if len(recipe) > 3 else None
+    cls = pickle.loads(cls_data) if cls_data is not None else _find_class(module, qualname)
     if not (isinstance(cls, type) and issubclass(cls, BaseException)):
         return None
     args = pickle.loads(args_data) if args_data is not None else ()

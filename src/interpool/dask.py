@@ -20,7 +20,8 @@ its result cross into a worker interpreter.  Task functions must import in a
 subinterpreter (pure Python and the stdlib do; numpy, pandas and
 ``distributed`` itself do not): the module defining a task function is
 imported by every interpreter, so it must not import ``distributed`` at top
-level (functions of the client's script travel by value and need not care).
+level (functions of the client's script travel by value, with the globals
+they read: the script's own imports, numpy included, do not matter).
 """
 
 from __future__ import annotations
@@ -50,16 +51,6 @@ def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any])
     start = time.time()
     result = fn(*args, **kwargs)
     return result, start, time.time(), threading.get_ident()
-
-
-def _call_pickled(payload: bytes) -> tuple[Any, ...]:
-    """_call for a task that only cloudpickle could serialize (a lambda, a
-    function of the client's ``__main__``); cloudpickle's output loads with
-    plain pickle wherever cloudpickle is importable."""
-    import pickle
-
-    fn, args, kwargs = pickle.loads(payload)
-    return _call(fn, args, kwargs)
 
 
 # Worker interpreters import this module only to find _call: `distributed`
@@ -172,20 +163,11 @@ class InterpreterExecutor(Executor):
             done.set_result(self._message(None, True, time_delay))
             return done
         fn, args, kwargs = _split(task, data)
-        # With Pool(fallback=...), the task's function decides where it runs.
+        # A lambda, or a function of the client's __main__ that Dask rebuilt
+        # here by value, travels on by value.  With Pool(fallback=...), the
+        # task's function decides where it runs.
         route = getattr(fn, "func", fn)
-        try:
-            inner = self.pool._submit(_call, (fn, args, kwargs), {}, None, route)
-        except TypeError as exc:
-            # Not picklable by reference: a lambda or closure, or a function
-            # of the client's __main__ that Dask rebuilt here by value.
-            import cloudpickle
-
-            try:
-                payload = cloudpickle.dumps((fn, args, kwargs))
-            except Exception:
-                raise exc from None  # interpool's error names what does not travel
-            inner = self.pool._submit(_call_pickled, (payload,), {}, None, route)
+        inner = self.pool._submit(_call, (fn, args, kwargs), {}, None, route)
         key = task.key
         running = _Running(inner)
         with self._lock:

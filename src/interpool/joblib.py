@@ -17,10 +17,12 @@ A task's exception is re-raised by joblib with its own type; the rest of
 the work is then cancelled (queued batches are dropped; running ones are
 interrupted where interpool supports that).
 
-Task functions run in subinterpreters, so they must import there (pure
-Python and the stdlib do; numpy does not).  joblib itself cannot be imported
-in a subinterpreter today (loky imports ``faulthandler``), so a task cannot
-call ``Parallel`` itself.  Keyword arguments of the backend
+Task functions run in subinterpreters.  Those of the script (and lambdas)
+travel by value, so what the script imports (joblib, numpy) does not
+matter, only what a task itself uses: pure Python and the stdlib load in a
+worker, numpy does not.  joblib itself cannot be imported in a
+subinterpreter today (loky imports ``faulthandler``), so a task cannot call
+``Parallel`` itself.  Keyword arguments of the backend
 (``parallel_config(backend="interpool", initializer=...)``) are passed to
 ``interpool.Pool``.
 """
@@ -53,14 +55,6 @@ def _run_batch(calls: Iterable[Call]) -> list[Any]:
     return [fn(*args, **kwargs) for fn, args, kwargs in calls]
 
 
-def _run_pickled_batch(payload: bytes) -> list[Any]:
-    """_run_batch for a batch only cloudpickle could serialize (lambdas,
-    closures); cloudpickle's output loads with plain pickle."""
-    import pickle
-
-    return _run_batch(pickle.loads(payload))
-
-
 # Worker interpreters import this module only to find _run_batch, and joblib
 # does not load there (loky imports faulthandler, a single-phase-init
 # module): the caller-side part is defined in the main interpreter only.
@@ -85,17 +79,6 @@ else:
     AutoBatchingMixin = type("AutoBatchingMixin", (), {})
     ParallelBackendBase = type("ParallelBackendBase", (), {})
     _CALLER_SIDE = False
-
-
-def _cloudpickled(calls: list[Call], error: TypeError) -> bytes:
-    """The batch pickled by value, or interpool's own `error` (which names
-    what does not travel) if cloudpickle is missing or fails too."""
-    try:
-        import cloudpickle
-
-        return cloudpickle.dumps(calls)
-    except Exception:
-        raise error from None
 
 
 def _route(calls: list[Call]) -> tuple[Any, ...] | None:
@@ -202,15 +185,11 @@ class InterpoolBackend(AutoBatchingMixin, ParallelBackendBase):
         if calls is None:  # not a joblib batch: a plain callable
             future = pool.submit(func)
         else:
+            # Functions of the script, lambdas and closures in the batch
+            # travel by value.  With Pool(fallback=...), the functions of the
+            # batch decide where it runs.
             calls = list(calls)
-            # With Pool(fallback=...), the functions of the batch decide where it runs.
-            route = _route(calls)
-            try:
-                future = pool._submit(_run_batch, (calls,), {}, None, route)
-            except TypeError as exc:
-                # A lambda or closure: only cloudpickle can send it.
-                future = pool._submit(_run_pickled_batch, (_cloudpickled(calls, exc),), {}, None,
-                                      route)
+            future = pool._submit(_run_batch, (calls,), {}, None, _route(calls))
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._forget)

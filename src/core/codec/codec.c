@@ -592,6 +592,9 @@ encode_set(encoder *e, ip_buf *b, PyObject *obj, int tag, int depth)
 static int
 import_pickle(ip_codec *c)
 {
+    if (c->load_pickle != NULL) {
+        return c->load_pickle(c);
+    }
     PyObject *mod = PyImport_ImportModule("pickle");
     if (mod == NULL) {
         return -1;

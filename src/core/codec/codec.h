@@ -56,6 +56,11 @@ struct ip_codec {
     PyObject *error;          /* CodecError (ValueError) */
     PyObject *pickle_dumps;   /* imported on first use */
     PyObject *pickle_loads;
+    /* Sets pickle_dumps and pickle_loads on first use (0, or -1 with an
+     * exception set); NULL: the pickle module's.  The module layer points
+     * it at interpool's pickler, which sends by value what a worker cannot
+     * import (functions and classes of __main__, lambdas, local classes). */
+    int (*load_pickle)(ip_codec *c);
     void *owner;              /* for the kind hooks: whoever registered them */
     ip_pin_kind kinds[IP_CODEC_MAX_KINDS];
     int nkinds;

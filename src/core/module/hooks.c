@@ -18,6 +18,7 @@ static const char *const ip_hook_names[IP_HOOK_COUNT] = {
     [IP_HOOK_QUEUE_TYPE] = "queue_type",
     [IP_HOOK_FLUSH_OUTPUT] = "flush_output",
     [IP_HOOK_DRAIN_OUTPUT] = "drain_output",
+    [IP_HOOK_PICKLER] = "pickler",
 };
 
 int
@@ -56,6 +57,26 @@ PyObject *
 ip_hook_call1(ip_state *st, ip_hook_id id, PyObject *arg)
 {
     return ip_hook_call(st, id, &arg, 1);
+}
+
+int
+ip_hooks_load_pickle(ip_codec *c)
+{
+    ip_state *st = c->owner;
+    PyObject *pair = ip_hook_call(st, IP_HOOK_PICKLER, NULL, 0);
+    if (pair == NULL) {
+        return -1;
+    }
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+        PyErr_Format(PyExc_TypeError, "interpool: hook pickler returned %T, not (dumps, loads)",
+                     pair);
+        Py_DECREF(pair);
+        return -1;
+    }
+    Py_XSETREF(c->pickle_dumps, Py_NewRef(PyTuple_GET_ITEM(pair, 0)));
+    Py_XSETREF(c->pickle_loads, Py_NewRef(PyTuple_GET_ITEM(pair, 1)));
+    Py_DECREF(pair);
+    return 0;
 }
 
 void

@@ -1,6 +1,8 @@
 /* The _core extension module: state, exec, and its own functions. */
 #include "module/state.h"
 
+#include "data/defs.h"
+
 PyDoc_STRVAR(encode_doc,
 "encode($module, value, /)\n--\n\n"
 "Encode value with interpool's codec (for tests and tools).");
@@ -89,7 +91,56 @@ output_writing(PyObject *module, PyObject *on)
     return set_flag(&ip_state_of_module(module)->output_writing, on);
 }
 
+PyDoc_STRVAR(put_definition_doc,
+"put_definition($module, uid, data, /)\n--\n\n"
+"Store the by-value definition `data` (bytes) under `uid` (bytes) for every\n"
+"interpreter of the process (kept as it is first stored; for the process's life).");
+
+static PyObject *
+put_definition(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (ip_check_nargs("put_definition", nargs, 2, 2) < 0) {
+        return NULL;
+    }
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "put_definition() takes two bytes objects");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(args[0]) > IP_DEF_UID_MAX) {
+        PyErr_Format(PyExc_ValueError, "a definition's uid has at most %d bytes", IP_DEF_UID_MAX);
+        return NULL;
+    }
+    ip_err rc = ip_defs_put(PyBytes_AS_STRING(args[0]), (size_t)PyBytes_GET_SIZE(args[0]),
+                            PyBytes_AS_STRING(args[1]), (size_t)PyBytes_GET_SIZE(args[1]));
+    if (rc != IP_OK) {
+        return ip_raise(ip_state_of_module(module), rc);
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(get_definition_doc,
+"get_definition($module, uid, /)\n--\n\n"
+"The definition stored under `uid` (bytes), or None.");
+
+static PyObject *
+get_definition(PyObject *Py_UNUSED(module), PyObject *uid)
+{
+    if (!PyBytes_Check(uid)) {
+        PyErr_SetString(PyExc_TypeError, "get_definition() takes a bytes uid");
+        return NULL;
+    }
+    size_t len;
+    const char *data = ip_defs_get(PyBytes_AS_STRING(uid), (size_t)PyBytes_GET_SIZE(uid), &len);
+    if (data == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize(data, (Py_ssize_t)len);
+}
+
 static PyMethodDef ip_methods[] = {
+    {"put_definition", (PyCFunction)(void (*)(void))put_definition, METH_FASTCALL,
+     put_definition_doc},
+    {"get_definition", get_definition, METH_O, get_definition_doc},
     {"encode", codec_encode, METH_O, encode_doc},
     {"decode", codec_decode, METH_O, decode_doc},
     {"_set_output_pending", set_output_pending, METH_O, set_output_pending_doc},
@@ -133,6 +184,7 @@ ip_exec(PyObject *module)
         return -1;
     }
     ip_codec_init(&st->codec, codec_error, st);
+    st->codec.load_pickle = ip_hooks_load_pickle;
     Py_DECREF(codec_error);
     if (PyModule_AddObjectRef(module, "CodecError", st->codec.error) < 0 ||
         PyModule_AddIntConstant(module, "MAX_DEPTH", IP_MAX_DEPTH) < 0) {

@@ -35,6 +35,7 @@ typedef enum ip_hook_id {
     IP_HOOK_QUEUE_TYPE,       /* either: () -> interpool.Queue */
     IP_HOOK_FLUSH_OUTPUT,     /* worker: () before a result is delivered, if output_pending */
     IP_HOOK_DRAIN_OUTPUT,     /* caller: () before finished tasks are resolved, if drain_output */
+    IP_HOOK_PICKLER,          /* either: () -> (dumps, loads) for the codec */
     IP_HOOK_COUNT
 } ip_hook_id;
 
@@ -83,6 +84,8 @@ int ip_hooks_load(ip_state *st);
 /* hooks[id](*args): new reference or NULL with an exception set. */
 PyObject *ip_hook_call(ip_state *st, ip_hook_id id, PyObject *const *args, size_t nargs);
 PyObject *ip_hook_call1(ip_state *st, ip_hook_id id, PyObject *arg);
+/* The codec's load_pickle: its pickle functions from hook `pickler`. */
+int ip_hooks_load_pickle(ip_codec *c);
 /* Call the no-argument hook `id` around whatever exception is set (kept);
  * a failure of the hook itself is reported as unraisable. */
 void ip_hook_notify(ip_state *st, ip_hook_id id);
