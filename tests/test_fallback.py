@@ -429,6 +429,43 @@ def test_a_normal_exit_finishes_the_fallback_work(tmp_path, kind):
     assert path.read_text().strip()   # the call ran to its end
 
 
+NUMPY_SCRIPT = """\
+import os, warnings
+import numpy as np
+import interpool
+
+warnings.simplefilter("ignore", RuntimeWarning)   # "runs in the fallback from now on"
+SCALE = np.arange(4)
+
+def pure(x):
+    return x * x
+
+def scaled(x):
+    return (int((SCALE * x).sum()), os.getpid())
+
+print("top level ran", flush=True)
+pool = interpool.Pool(2, fallback={kind!r})
+print(list(pool.map(pure, range(5))))
+total, pid = pool.submit(scaled, 2).result(60)
+print(total, "here" if pid == os.getpid() else "elsewhere")
+pool.shutdown()
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_script_importing_numpy_with_no_guard(tmp_path, kind):
+    """What a user writes first: numpy at the top, no __main__ guard; pure
+    functions run in interpreters, a __main__ function that reads a numpy
+    global runs in the fallback, and the script's top level runs once."""
+    script = tmp_path / "script.py"
+    script.write_text(NUMPY_SCRIPT.format(kind=kind))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    where = "here" if kind == "threads" else "elsewhere"
+    assert proc.stdout.splitlines() == ["top level ran", "[0, 1, 4, 9, 16]", f"12 {where}"]
+
+
 # ------------------------------------------------------------------ other front doors
 
 

@@ -128,7 +128,7 @@ def test_function_that_uses_numpy_gets_an_error_naming_it(tmp_path):
             print("PURE", pool.submit(pure, 1).result(60))
         """)
     line = next(line for line in out.splitlines() if line.startswith("ImportError |"))
-    assert "'uses'" in line and "numpy" in line and "bad install" not in line
+    assert "uses()" in line and "numpy" in line and "bad install" not in line
     assert "cannot be imported in a subinterpreter" in line
     assert "PURE 2" in out.splitlines()
 
@@ -149,7 +149,7 @@ def test_fake_numpy_bad_install_text_is_explained(tmp_path):
         """)
     line = next(line for line in out.splitlines() if line.startswith("ImportError |"))
     assert "helpers_fake_numpy._core_ext" in line        # the module that cannot load
-    assert "'uses'" in line and "bad install" not in line
+    assert "uses()" in line and "bad install" not in line
 
 
 # ------------------------------------------------------------ no guard, asyncio, no file

@@ -594,7 +594,8 @@ class Pool(AsyncPoolMethods):
         self, wait: bool = True, *, cancel_futures: bool = False, interrupt: bool = False
     ) -> None:
         """Stop accepting tasks; finish (or with cancel_futures, cancel) the queued
-        ones.  With interrupt=True, also cancel the queued ones and stop the
+        ones; cancel_futures also cancels running coroutines (``async def``
+        tasks).  With interrupt=True, also cancel the queued ones and stop the
         running ones (``TaskInterrupted`` is raised in sync code, coroutines
         are cancelled); their futures fail with ``PoolShutdownError``.  With
         wait=True, return once every worker has exited (Ctrl-C ends the wait);

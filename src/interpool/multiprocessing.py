@@ -26,12 +26,12 @@ than processes:
   to start.  ``maxtasksperchild`` replaces a worker's interpreter (its
   initializer runs again), not a process.
 - Functions travel as with :class:`interpool.Pool`: lambdas and closures
-  work too (multiprocessing cannot pickle them).
+  work too, as tasks and as results (multiprocessing cannot pickle them).
 - ``terminate()`` stops running tasks (``TaskInterrupted`` at their next
   bytecode) instead of killing processes; a task blocked in a C call
-  (``time.sleep``) stops when that call returns: ``terminate()`` waits for
-  that at most two seconds, ``join()`` until it happens (Ctrl-C ends the
-  wait).  A result that ``terminate()`` dropped never becomes ready, as
+  (``time.sleep``) is set aside after 100 ms: its worker is replaced and
+  its thread ends when the call returns (exit waits for that at most two
+  seconds).  A result that ``terminate()`` dropped never becomes ready, as
   with multiprocessing, but waiting for it does not hang: ``wait()``
   returns and ``get()`` raises ``multiprocessing.TimeoutError`` at once.
 - An initializer that raises breaks the pool: every task fails with
@@ -680,8 +680,8 @@ class Pool:
 
     def terminate(self) -> None:
         """Stop now: drop queued tasks, stop running ones, and wait for
-        the workers to leave (at most two seconds for a task blocked in
-        a C call, which stops only when the call returns)."""
+        the workers to leave (a task blocked in a C call is set aside
+        after 100 ms; its thread ends when the call returns)."""
         with self._lock:
             self._state = TERMINATE
             self._tasks.put(None)
@@ -700,6 +700,16 @@ class Pool:
             raise ValueError("In unknown state")
         if self._feeder is not None:
             self._feeder.join()
+        if self._state == CLOSE:
+            from ._errors import BrokenPool
+
+            # multiprocessing starts its workers, initializer and all, at
+            # Pool(): a pool closed before any task ran still runs it (a
+            # stopping interpool pool starts no interpreter it does not need).
+            try:
+                self._pool.wait_ready()
+            except BrokenPool:
+                pass   # its tasks, if any, fail with it
         self._pool.shutdown(wait=True)
 
     def __enter__(self) -> Self:
