@@ -362,7 +362,7 @@ def test_a_global_that_cannot_travel_is_named_at_the_call(pool, name, door):
                     await pool.run(ns["uses"])
                 asyncio.run(main())
         message = str(info.value)
-        assert "uses()" in message and f"global {name!r}" in message
+        assert "'uses'" in message and f"global {name!r}" in message
     finally:
         sock.close()
         handle.close()

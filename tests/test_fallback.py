@@ -113,6 +113,19 @@ def test_map_ordered_unordered_and_chunked(pool):
     assert list(pool.map(hnp.total, range(40), buffersize=3)) == expected
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("chunksize", [1, 4])
+def test_a_map_nobody_reads_still_runs_every_item(tmp_path, kind, chunksize):
+    """`pool.map(f, xs)` inside `with`, its iterator never read: the items
+    the interpreters refuse still run, in the fallback (nothing is lost)."""
+    paths = [str(tmp_path / f"done-{i}") for i in range(150)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with make_pool(kind) as pool:
+            pool.map(hnp.spin_then_report, [0] * len(paths), paths, chunksize=chunksize)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(os.path.basename(p) for p in paths)
+
+
 def test_map_raises_a_task_exception_in_order(pool):
     results = pool.map(hnp.overdraw, ["a", "b"])
     with pytest.raises(hnp.Overdrawn, match="a is short"):
@@ -312,6 +325,35 @@ def test_cancel_with_interrupt_stops_a_running_call(pool, tmp_path):
     assert future.cancelled()
     assert pool.submit(hnp.total, 3).result(60) == 3
     assert not path.exists()
+
+
+STOP_STORM = """\
+import random, threading, warnings
+import helpers_numpy as hnp, interpool
+
+warnings.simplefilter("ignore", RuntimeWarning)
+random.seed(7)
+for _ in range(8):
+    with interpool.Pool(2, fallback="threads") as pool:
+        pool.submit(hnp.spin, 0).exception(60)
+        futures = [pool.schedule(hnp.spin, (random.uniform(0, 0.004),),
+                                 timeout=random.uniform(0.0005, 0.004)) for _ in range(300)]
+        outcomes = {type(f.exception(60)).__name__ for f in futures}
+print(sorted(outcomes))
+"""
+
+
+def test_deadlines_racing_the_threads_leave_nothing_behind(tmp_path):
+    """Many deadlines landing at every point of a fallback thread's call
+    (just before it, as it takes the lock to finish, after it): every
+    future resolves, each pool shuts down and the program exits (a stop
+    landing as the lock was taken used to leave it held: a hang)."""
+    script = tmp_path / "storm.py"
+    script.write_text(STOP_STORM)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=subprocess_env(),
+                          capture_output=True, text=True, timeout=200)
+    assert proc.returncode == 0, proc.stderr
+    assert "TimeoutError" in proc.stdout
 
 
 def test_cancel_of_a_queued_call(pool):

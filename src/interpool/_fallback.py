@@ -286,6 +286,8 @@ class MapDetour:
         self.done: dict[int, tuple[bool, Any]] = {}   # fallback results not collected yet
         self.cond = threading.Condition()
         self.form: Any = None   # how fn goes to the fallback (made once, as for the interpreters)
+        self.orphaned = False   # nobody will read the map's results (see orphan())
+        self.started = False    # the map's iterator started (it sifts itself)
 
     def send(self, items: list[Any], first: int) -> int:
         """Queue items (indexes first, first + 1, ...): to the interpreters,
@@ -335,6 +337,8 @@ class MapDetour:
         """A fallback result (on a fallback thread)."""
         with self.cond:
             self.jobs.pop(index, None)
+            if self.orphaned:
+                return
             if self.loop is None:
                 self.done[index] = (ok, value)
                 self.cond.notify_all()
@@ -371,6 +375,32 @@ class MapDetour:
                 self.cond.wait(0.02 if left is None else min(0.02, left))
                 if not self.done and self.completions.ready:
                     return False
+
+    def orphan(self, run: Any) -> None:
+        """The map's iterator was dropped before it started (`ex.map(f, xs)`
+        inside `with`, its result never read).  Every item still runs, as in
+        a pool without a fallback, so the refused ones must still move to
+        the fallback: a thread sifts the interpreters' results (dropping the
+        others) until `run` (a weak reference to the MapRun) has no input
+        left and nothing is outstanding."""
+        with self.cond:
+            if self.started:   # its consumer reads, or read and left (close())
+                return
+            self.orphaned = True
+            self.done.clear()
+        self.fallback.workers.start_helper(self._sift_orphaned, "interpool-map-sifter", run)
+
+    def _sift_orphaned(self, run: Any) -> None:
+        completions = self.completions
+        while True:
+            if completions.wait(0.05, 1, -1) and completions.ready:
+                self.sift(completions.drain())
+                continue
+            feeding = run()
+            if feeding is not None and feeding.items is None:
+                feeding = None
+            if feeding is None and not completions.outstanding and not completions.ready:
+                return
 
     def close(self, interrupt: bool = False) -> None:
         """The map was left early: its fallback jobs are cancelled (running

@@ -104,12 +104,15 @@ class _Workers:
         self.max_tasks = max_tasks
         self.initializer = initializer
         self.initargs = initargs
-        self.lock = threading.Lock()
+        # An RLock: in a thread worker a stop (an asynchronous exception) may
+        # land just after _disarm took it, which must then see that it holds it.
+        self.lock = threading.RLock()
         self.queue: deque[Job] = deque()
         self.closing = False          # the pool shut down: workers leave once idle
         self.stopped = False          # stopped with interrupt: nothing more runs
         self.broken: str | None = None   # why (the initializer raised in a worker)
         self.threads: list[threading.Thread] = []
+        self.helpers: list[threading.Thread] = []   # not workers: no part of `size`
 
     def prepare(self, fn: Any) -> Any:
         """What job() needs to know of fn, made once for many calls (a map's)."""
@@ -175,7 +178,7 @@ class _Workers:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self.lock:
-                threads = [t for t in self.threads if t.is_alive()]
+                threads = [t for t in self.threads + self.helpers if t.is_alive()]
             if not threads:
                 return True
             for thread in threads:
@@ -185,6 +188,15 @@ class _Workers:
                 if left is not None and left <= 0:
                     return False
                 thread.join(left)
+
+    def start_helper(self, target: Callable[..., None], name: str, *args: Any) -> None:
+        """Start a thread that feeds this fallback jobs; join() waits for it
+        too (it may still queue jobs while the pool shuts down)."""
+        thread = threading.Thread(target=target, args=args, name=name)
+        with self.lock:
+            self.helpers = [t for t in self.helpers if t.is_alive()]
+            self.helpers.append(thread)
+        thread.start()
 
     def _start_thread(self, target: Callable[..., None], name: str, *args: Any) -> None:
         """Start a worker or manager thread (under the lock).  Not a daemon:
@@ -278,9 +290,6 @@ class ThreadWorkers(_Workers):
                             self.queue.appendleft(job)
                         return
                     job.thread = threading.get_ident()
-                    self._running[job.thread] = job
-                    if job.deadline is not None:
-                        self._watch_deadline(job)
                 ok, value = self._run(job)
                 job.finish(ok, value)
                 done += 1
@@ -296,6 +305,9 @@ class ThreadWorkers(_Workers):
         ok, value = False, None   # type: tuple[bool, Any]
         try:
             try:
+                # Armed inside the try: wherever a stop lands from here on,
+                # _disarm runs and the job finishes.
+                self._arm(job)
                 if job.chunked:
                     value = [_await(job.fn(*a)) for a in job.args]
                 else:
@@ -311,14 +323,34 @@ class ThreadWorkers(_Workers):
             return False, _stopped_error(job)
         return ok, value
 
+    def _arm(self, job: Job) -> None:
+        """From here on stop requests (a deadline, cancel, shutdown) reach
+        this thread."""
+        with self.lock:
+            self._running[job.thread] = job
+            if self.stopped and job.stop is None:
+                job.stop = "shutdown"
+            if job.stop is not None:   # cancelled or stopped since it was taken
+                self._interrupt(job)
+            elif job.deadline is not None:
+                self._watch_deadline(job)
+
     def _disarm(self, job: Job) -> None:
         """From here on no stop request reaches this thread; one sent but not
-        landed yet is withdrawn (one that lands meanwhile is caught here)."""
+        landed yet is withdrawn (one that lands meanwhile is caught here).
+        No `with self.lock`: a stop that lands right after the lock is taken
+        (at the call's return, before the block is entered) would leave it
+        held for ever; so each round first releases what an interrupted
+        round left held."""
+        lock = self.lock
         while True:
             try:
-                with self.lock:
-                    self._running.pop(job.thread, None)
-                    fired = job.stop is not None
+                while lock._is_owned():   # type: ignore[attr-defined]  # (RLock's)
+                    lock.release()
+                lock.acquire()
+                self._running.pop(job.thread, None)
+                fired = job.stop is not None
+                lock.release()
                 if fired:
                     _async_raise(job.thread, None)
                 return

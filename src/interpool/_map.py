@@ -76,7 +76,12 @@ class MapRun:
         to the caller) is gone.  (The callback refers to the completions
         only: no cycle through this object.)"""
         completions = self.completions
-        self._watch = weakref.ref(results, lambda _ref: completions.detach())
+        detour = self.detour
+        if detour is None:
+            self._watch = weakref.ref(results, lambda _ref: completions.detach())
+        else:   # the refused items must still reach the fallback
+            run = weakref.ref(self)
+            self._watch = weakref.ref(results, lambda _ref: detour.orphan(run))
 
     def more(self) -> bool:
         """Are results still due to the consumer?"""

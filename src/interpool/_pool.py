@@ -550,6 +550,8 @@ class Pool(AsyncPoolMethods):
     def _results(self, run: MapRun, end_time: float | None, ordered: bool) -> Iterator[Any]:
         completions = run.completions
         arrived: dict[int, tuple[bool, Any]] = {}
+        if run.detour is not None:
+            run.detour.started = True
         try:
             while run.more():
                 want = run.consumed if ordered else -1   # the index to yield next
