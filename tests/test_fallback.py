@@ -354,6 +354,7 @@ def test_deadlines_racing_the_threads_leave_nothing_behind(tmp_path):
                           capture_output=True, text=True, timeout=200)
     assert proc.returncode == 0, proc.stderr
     assert "TimeoutError" in proc.stdout
+    assert "Exception in thread" not in proc.stderr   # (a stop that reached the wrong thread)
 
 
 def test_cancel_of_a_queued_call(pool):

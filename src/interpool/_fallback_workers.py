@@ -295,6 +295,9 @@ class ThreadWorkers(_Workers):
                 done += 1
         finally:
             with self.lock:
+                # No job may stay armed under this thread's id: a new thread
+                # (the deadline watchdog) may get the same id.
+                self._running.pop(me.ident or 0, None)
                 self.threads.remove(me)
                 if self.queue and not self.stopped:
                     self._wake()   # recycled after max_tasks: the next thread takes over
@@ -316,7 +319,12 @@ class ThreadWorkers(_Workers):
             except BaseException as exc:
                 value = exc
             finally:
-                self._disarm(job)
+                while True:   # (a stop may land as _disarm is entered: again)
+                    try:
+                        self._disarm(job)
+                        break
+                    except _core.TaskInterrupted:
+                        pass
         except _core.TaskInterrupted as exc:   # landed after the call returned
             ok, value = False, exc
         if job.stop is not None:
