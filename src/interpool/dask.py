@@ -233,6 +233,26 @@ class InterpreterExecutor(Executor):
                 "thread": thread,
             }
 
+    def release_task(self, key: Any) -> None:
+        """Dask released task ``key`` (on the worker's event loop): a queued
+        run is dropped now, a running one is stopped once this loop turn
+        ends.  Dask releases many keys in one turn (a client that closes);
+        had the first running one been stopped at once, its worker could
+        take the next released key before that one was dropped."""
+        with self._lock:
+            running = self._running.get(key)
+        if running is None:
+            return
+        if running.future.running():
+            import asyncio
+
+            try:
+                asyncio.get_running_loop().call_soon(self.cancel_task, key)
+                return
+            except RuntimeError:   # (no loop here: stop it now)
+                pass
+        self.cancel_task(key)
+
     def cancel_task(self, key: Any) -> bool:
         """Cancel the run of Dask task ``key``: dropped if still queued,
         interrupted if running (where interpool supports that)."""
@@ -349,7 +369,7 @@ class InterpreterWorkerPlugin(WorkerPlugin):
             return
         for _, executor, _ in list(self._executors.values()):
             if executor._released(key):
-                executor.cancel_task(key)
+                executor.release_task(key)
 
 
 if _CALLER_SIDE:
