@@ -191,7 +191,9 @@ def test_lock_stats_count_every_take():
         _core._lock_stats(True)
         assert list(pool.map(identity, range(100))) == list(range(100))
         stats = _core._lock_stats(False)
-        assert stats["takes"] >= 100 and stats["enqueues"] >= 1
+        # A take is timed if timing was on when it took the lock: a worker
+        # already waiting for work inside its take (one per worker) is not.
+        assert stats["takes"] >= 100 - 2 and stats["enqueues"] >= 1
         assert stats["take_ns"] > 0 and stats["enqueue_ns"] > 0
         list(pool.map(identity, range(100)))
         later = _core._lock_stats(False)   # off: only takes under way then were counted
