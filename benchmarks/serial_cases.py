@@ -15,6 +15,20 @@ Measured as CPU and counts, which other load on the machine hardly moves:
 
 "Workers one caller feeds" is the task time divided by the caller's CPU
 per task: past that many workers the caller thread is the bottleneck.
+
+Two floors no front door can go under, measured in the same run:
+
+- what one wake-up costs the thread woken, on this machine:
+  ``_core._wake_cost`` times it in C, with no interpool and no Python
+  around it (a thread sleeping on a condition variable, signalled every
+  ~200 µs by a thread that spins meanwhile).  With a core spare it is the
+  cost of the sleep and the wake-up alone; with every core busy (as many
+  spinning threads as workers) the woken thread also preempts one.
+  "Net of wake-ups" subtracts switches per task times the spare-core
+  figure from the caller's CPU: an upper bound on interpool's own
+  bookkeeping per task, the part a machine with cheaper wake-ups keeps;
+- what asyncio itself costs per gathered future: ``asyncio.gather`` over
+  plain loop futures, each set by a loop callback.
 """
 
 from __future__ import annotations
@@ -28,6 +42,9 @@ from bench_report import Metric, Row, Table, fmt_ratio
 from harness import Failed, StdlibIPE
 
 TASK_US = 200
+# The floors measured by the last wl_serial (µs): "wake" (one wake-up, a core
+# spare), "wake_busy" (every core busy), "gather" (asyncio's own per future).
+FLOORS: dict[str, float] = {}
 
 
 def caller_switches() -> int:
@@ -43,8 +60,9 @@ def caller_switches() -> int:
     return n
 
 
-def measured(run, n: int, check) -> dict:
-    """One run: wall time, and the calling thread's CPU and context switches per task."""
+def measured(run, n: int, check, wake_us: float = 0.0) -> dict:
+    """One run: wall time, and the calling thread's CPU and context switches
+    per task (and the CPU net of `wake_us` per switch)."""
     import gc
 
     gc.collect()
@@ -52,7 +70,45 @@ def measured(run, n: int, check) -> dict:
     result = run()
     t1, c1, s1 = time.perf_counter(), time.thread_time(), caller_switches()
     check(result)
-    return {"cpu": (c1 - c0) / n * 1e6, "cs": (s1 - s0) / n, "time": t1 - t0}
+    cpu, cs = (c1 - c0) / n * 1e6, (s1 - s0) / n
+    return {"cpu": cpu, "cs": cs, "net": max(0.0, cpu - cs * wake_us), "time": t1 - t0}
+
+
+def wake_floor(busy: int, quick: bool) -> float | None:
+    """µs of CPU one sleep and wake-up costs the sleeper here, with `busy`
+    threads spinning (median of 3; None if the core has no probe)."""
+    from interpool import _core
+
+    probe = getattr(_core, "_wake_cost", None)
+    if probe is None:
+        return None
+    runs = sorted(probe(300 if quick else 1500, busy, TASK_US / 1e6) for _ in range(3))
+    return runs[1] * 1e6
+
+
+def gather_floor(n: int) -> float:
+    """µs of the loop thread's CPU per future that asyncio.gather costs by
+    itself: n plain loop futures, set from one loop callback (best of 3)."""
+    best = float("inf")
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        try:
+            futures = [loop.create_future() for _ in range(n)]
+
+            def settle() -> None:
+                for f in futures:
+                    f.set_result(1)
+
+            async def gathered() -> list[int]:
+                loop.call_soon(settle)
+                return await asyncio.gather(*futures)
+
+            c0 = time.thread_time()
+            loop.run_until_complete(gathered())
+            best = min(best, (time.thread_time() - c0) / n * 1e6)
+        finally:
+            loop.close()
+    return best
 
 
 def lock_stats(reset: bool = False) -> dict | None:
@@ -69,13 +125,25 @@ def wl_serial(b) -> None:
         burn = pool.submit(W.calibrate_burn, TASK_US / 1e6).result()
     items = [burn] * n
     expected = W.cpu_burn(burn) * n
+    wake, wake_busy = wake_floor(1, b.quick), wake_floor(w, b.quick)
+    floor = (f"; one wake-up costs the woken thread {wake:.1f} µs of CPU on this machine "
+             f"with a core spare, {wake_busy:.1f} µs with {w} threads busy (a bare "
+             f"condition variable, timed in C: the floor of a caller woken once per "
+             f"result); \"net\" = caller CPU - switches x {wake:.1f} µs"
+             if wake is not None and wake_busy is not None else "")
+    FLOORS.update(gather=gather_floor(n))
+    if wake is not None and wake_busy is not None:
+        FLOORS.update(wake=wake, wake_busy=wake_busy)
+    floor += (f"; asyncio.gather by itself costs {FLOORS['gather']:.1f} µs per future "
+              "(plain loop futures): the floor of gathered awaits")
     t = Table("serial",
               f"Serial costs: {n:,} tasks of ~{TASK_US} µs of pure Python, {w} workers",
               [Metric("cpu", "caller CPU/task", "us", False),
                Metric("cs", "caller switches/task", "/task", False),
+               Metric("net", "net of wake-ups", "us", False),
                Metric("time", "wall", "s", False)],
               note="the calling thread's CPU (time.thread_time) and context switches per task; "
-                   "\"workers one caller feeds\" = task time / caller CPU per task",
+                   "\"workers one caller feeds\" = task time / caller CPU per task" + floor,
               baseline=None)
 
     def vs_chunked(table: Table, row: Row) -> str:
@@ -98,7 +166,7 @@ def wl_serial(b) -> None:
                 loop = asyncio.new_event_loop()
                 try:
                     while True:
-                        yield measured(lambda: run(pool, loop), n, check)
+                        yield measured(lambda: run(pool, loop), n, check, wake or 0.0)
                 finally:
                     loop.close()
         return gen
@@ -130,7 +198,8 @@ def wl_serial(b) -> None:
                                           (16, 64) if b.quick else (4, 16, 64, 256), info)
                     info["label"] = f"ProcessPoolExecutor.map (best chunksize={cs})"
                 while True:
-                    yield measured(lambda: list(ex.map(W.cpu_burn, items, chunksize=cs)), n, check)
+                    yield measured(lambda: list(ex.map(W.cpu_burn, items, chunksize=cs)), n, check,
+                                   wake or 0.0)
         return gen
 
     b.case("interpool.executor", "interpool.InterpreterPoolExecutor.map",

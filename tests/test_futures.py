@@ -257,3 +257,67 @@ def test_a_dropped_future_is_freed_without_the_cyclic_gc(how):
         finally:
             gc.enable()
     assert alive == 0, f"{alive} futures kept alive by a reference cycle"
+
+
+# ------------------------------------------------------------ lean futures
+# A sync future makes its Condition (and waiter and callback lists) only
+# when something needs them; until then the batch that resolves it sets it
+# directly.  The stdlib's contract must hold either way.
+
+
+def test_a_future_nobody_waits_on_is_set_without_a_condition():
+    with interpool.Pool(1) as pool:
+        futures = [pool.submit(ht.square, i) for i in range(200)]
+        assert [f.result(HANG) for f in futures] == [i * i for i in range(200)]
+        lean = [f for f in futures if not {"_cond", "_condition"} & f.__dict__.keys()]
+        assert lean, "every future made a Condition: the lean path never ran"
+        for f in lean:
+            assert f.done() and not f.cancelled() and not f.running()
+            assert f.exception(HANG) is None
+        assert "finished returned int" in repr(lean[0])   # (makes the Condition)
+        failing = pool.submit(ht.raise_custom, "boom")
+        with pytest.raises(ht.CustomError, match="boom"):
+            failing.result(HANG)
+        assert isinstance(failing.exception(HANG), ht.CustomError)
+        assert failing.exception(HANG).__traceback__ is not None
+
+
+def test_lean_futures_racing_wait_as_completed_and_callbacks_resolve_once():
+    # Waiters and callbacks are installed on futures while batches resolve
+    # them from another thread: each is notified exactly once, none hangs.
+    with interpool.Pool(2) as pool:
+        for _ in range(20):
+            futures = [pool.submit(ht.square, i) for i in range(100)]
+            calls = []
+            lock = threading.Lock()
+
+            def record(f):
+                with lock:
+                    calls.append(f)
+
+            thread, outcome = in_thread(lambda: [f.result(HANG) for f in futures[::-1]])
+            for f in futures[::3]:
+                f.add_done_callback(record)
+            done, pending = concurrent.futures.wait(futures[1::3], timeout=HANG)
+            assert not pending
+            seen = list(concurrent.futures.as_completed(futures[2::3], timeout=HANG))
+            assert len(seen) == len(futures[2::3])
+            thread.join(HANG)
+            assert outcome == [[i * i for i in range(100)][::-1]]
+            for _ in range(HANG * 100):
+                if len(calls) == len(futures[::3]):
+                    break
+                threading.Event().wait(0.01)
+            assert sorted(map(id, calls)) == sorted(map(id, futures[::3]))
+
+
+def test_a_lean_future_cancelled_before_it_ran_reports_so():
+    with interpool.Pool(1) as pool:
+        blocker = pool.submit(ht.sleep_then_return, 0.5)
+        queued = [pool.submit(ht.square, i) for i in range(5)]
+        assert all(f.cancel() for f in queued)
+        for f in queued:
+            assert f.cancelled() and f.done()
+            with pytest.raises(concurrent.futures.CancelledError):
+                f.result(HANG)
+        assert blocker.result(HANG) is None

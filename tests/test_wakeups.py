@@ -198,3 +198,14 @@ def test_lock_stats_count_every_take():
         list(pool.map(identity, range(100)))
         later = _core._lock_stats(False)   # off: only takes under way then were counted
         assert later["takes"] - stats["takes"] <= 2
+
+
+def test_the_wake_up_probe_measures_a_positive_cost_and_checks_its_arguments():
+    # (make bench's floor under a caller woken per result; no timing asserted)
+    cost = _core._wake_cost(50, 1, 0.0002)
+    assert 0 < cost < 1
+    for bad in ((0, 1, 0.001), (10, 0, 0.001), (10, 65, 0.001), (10, 1, 0.0), (10, 1, 2.0)):
+        with pytest.raises(ValueError):
+            _core._wake_cost(*bad)
+    with pytest.raises(TypeError):
+        _core._wake_cost(10, 1)

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 
 from . import _core
 from ._errors import stop_error
-from ._futures import cancel_future
+from ._futures import FINISHED, TaskFuture, cancel_future, settled
 
 
 # Where concurrent.futures logs a failing done-callback.
@@ -71,8 +71,10 @@ class ThreadCompletions:
     does a callback run inside another's submit() or result()."""
 
     def __init__(self, name: str) -> None:
-        # The batch asks each future Future.done(): TaskFuture.done() resolves.
-        self.core = _core.Completions(on_cancelled=cancel_future, owner_done=Future.done)
+        # The batch asks each future whether it is done with settled()
+        # (TaskFuture.done() would resolve), and sets a lean TaskFuture itself.
+        self.core = _core.Completions(on_cancelled=cancel_future, owner_done=settled,
+                                      lean=(TaskFuture, FINISHED))
         # Batches never overlap.  Held while a batch decodes results and
         # sets futures, never while a done-callback runs.
         self._lock = threading.RLock()

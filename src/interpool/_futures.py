@@ -14,6 +14,7 @@ pool's callback thread, never inside another thread's result() or submit().
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import Future
 from collections.abc import Coroutine
@@ -41,6 +42,11 @@ class _Waiters(list[Any]):
         self.completions.need_thread()
 
 
+# concurrent.futures' states (its internals, which wait() and as_completed() read).
+PENDING, RUNNING, FINISHED = "PENDING", "RUNNING", "FINISHED"
+CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")
+
+
 class TaskFuture(Future):
     """A Future for a pool task.
 
@@ -51,21 +57,46 @@ class TaskFuture(Future):
     cancelled at once.
     """
 
+    # A lean future: no Condition, waiter list or callback list until one
+    # is needed (Future.__init__ is not called).  The common life, submit()
+    # then result() or done(), never needs them: the caller waits on the
+    # task itself, and the batch that resolves it (completions_type.c)
+    # stores the outcome with no Python call while nobody made the
+    # condition.  Whatever blocks on the condition, installs waiters
+    # (wait(), as_completed()) or adds a done-callback goes through
+    # `_condition`, which makes them all, and the future is then set the
+    # stdlib's way, under it.
+    _state = PENDING
+    _result: Any = None
+    _exception: BaseException | None = None
+    _waiters: Any = ()
+    _done_callbacks: Any = ()
     _handle: Any = None
     _detour: Any = None        # a pool's fallback may run a refused call again (_fallback._Call)
     _external = False          # resolved by the pool's fallback, not through its completions
 
     def __init__(self, completions: Any) -> None:
-        super().__init__()
         self._completions = completions   # the ThreadCompletions it is resolved through
-        waiters = _Waiters()
-        waiters.completions = completions
-        self._waiters = waiters
+
+    @property
+    def _condition(self) -> threading.Condition:
+        made = self.__dict__
+        condition = made.get("_cond")
+        if condition is None:
+            # (setdefault: two threads may get here at once; one of each wins)
+            waiters = _Waiters()
+            waiters.completions = self._completions
+            made.setdefault("_waiters", waiters)
+            made.setdefault("_done_callbacks", [])
+            # Published last: a batch that sees no `_cond` sets the state
+            # without it, and whoever made it then finds the state set.
+            condition = made.setdefault("_cond", threading.Condition())
+        return condition
 
     def _invoke_callbacks(self) -> None:
         # Set by a batch of results: the callbacks run on the callback
         # thread, once the batch is done, with no lock of interpool held.
-        if self._done_callbacks:  # type: ignore[attr-defined]  # (concurrent.futures')
+        if self._done_callbacks:
             # (From the fallback's threads too: they must not run user code.)
             if self._external or self._completions.resolving_here():
                 self._completions.call_soon(self)
@@ -75,8 +106,6 @@ class TaskFuture(Future):
     def _take(self, timeout: float | None) -> float | None:
         """Wait (GIL released) for this task to finish and resolve it in this
         thread.  Return what is left of `timeout`."""
-        if Future.done(self):
-            return timeout
         handle, completions = self._handle, self._completions
         if handle is None or self._external:
             return timeout   # (Future.result waits for the fallback to set it)
@@ -91,17 +120,34 @@ class TaskFuture(Future):
         return max(0.0, deadline - time.monotonic())
 
     def done(self) -> bool:
-        if not Future.done(self):
+        if self._state != FINISHED and self._state not in CANCELLED:
             handle = self._handle
             if handle is not None and handle.finished:
                 self._completions.resolve(0)   # unless another thread is at it
-        return Future.done(self)
+            return self._state == FINISHED or self._state in CANCELLED
+        return True
+
+    def cancelled(self) -> bool:
+        return self._state in CANCELLED
 
     def result(self, timeout: float | None = None) -> Any:
-        return super().result(self._take(timeout))
+        if self._state != FINISHED:
+            timeout = self._take(timeout)
+            if self._state != FINISHED:   # cancelled, timed out, or set elsewhere
+                return Future.result(self, timeout)
+        if self._exception is not None:
+            try:
+                raise self._exception
+            finally:
+                self = None  # type: ignore[assignment]  # (no cycle through the traceback)
+        return self._result
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        return super().exception(self._take(timeout))
+        if self._state != FINISHED:
+            timeout = self._take(timeout)
+            if self._state != FINISHED:
+                return Future.exception(self, timeout)
+        return self._exception
 
     def set_exception(self, exception: BaseException | None) -> None:
         detour = self._detour
@@ -112,7 +158,7 @@ class TaskFuture(Future):
         super().set_exception(exception)
 
     def add_done_callback(self, fn: Any) -> None:
-        if not Future.done(self):
+        if not settled(self):   # (not done(), which may resolve: no callback runs here)
             self._completions.need_thread()  # it must run even if nobody waits
         super().add_done_callback(fn)
 
@@ -131,7 +177,13 @@ class TaskFuture(Future):
         if self._detour is not None:
             self.done()   # a call the interpreters refused moves to the fallback when resolved
         handle = self._handle
-        return handle is not None and handle.running and not Future.done(self)
+        return handle is not None and handle.running and not settled(self)
+
+
+def settled(future: Future[Any]) -> bool:
+    """Is the future done (its state read without its lock: a batch asks
+    before it sets it)?"""
+    return future._state == FINISHED or future._state in CANCELLED  # type: ignore[attr-defined]
 
 
 class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):

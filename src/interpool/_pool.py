@@ -378,7 +378,23 @@ class Pool(AsyncPoolMethods):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)`` in a worker; return a Future
         (of the value an ``async def`` fn's coroutine returns)."""
-        return self._submit(fn, args, kwargs, None)
+        # The common case in a few steps (a function sent before, found as
+        # _target finds it first; an open pool without a fallback): the rest
+        # of _submit's checks and calls cost more than the task's own
+        # bookkeeping.
+        completions = self._state.completions
+        try:
+            fn_id = self._fn_ids[fn]
+        except (KeyError, TypeError):
+            completions = None
+        if completions is None or self._shutdown or self._fallback is not None:
+            return self._submit(fn, args, kwargs, None)
+        core = completions.core
+        if core.ready:
+            completions.resolve(0)   # earlier results nobody waited for
+        future = TaskFuture(completions)
+        future._handle = self._core.submit(fn_id, args, kwargs or None, core, future)
+        return future
 
     @overload
     def schedule(

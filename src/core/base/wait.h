@@ -26,4 +26,9 @@ typedef struct ip_interrupt {
 int ip_wait(pthread_mutex_t *mu, pthread_cond_t *cond, int (*ready)(void *), void *arg,
             const ip_deadline *deadline, const ip_interrupt *intr);
 
+/* Benchmarks: the CPU (ns) one sleep and wake-up through ip_wait costs the
+ * sleeper, averaged over n wake-ups, while `busy` threads spin in periods
+ * of `period_ns` (the first signals after each); -1 if no thread started. */
+int64_t ip_wake_cost_ns(int n, int busy, int64_t period_ns);
+
 #endif

@@ -22,6 +22,8 @@ typedef struct {
     int64_t next_seq;
     PyObject *on_cancelled;   /* callable(owner) for tasks dropped at shutdown */
     PyObject *owner_done;     /* callable(owner) -> bool, or NULL: owner.done() */
+    PyTypeObject *lean_type;  /* owners of exactly this type are set directly (settle_lean) */
+    PyObject *lean_finished;  /* the `_state` such an owner gets */
     /* The batch resolve() works through, kept here rather than on its C
      * stack: a decoding hook (or an owner's code that runs when it is set;
      * interpool's sync futures run their done-callbacks later, on their
@@ -87,11 +89,18 @@ pop_owner(CompletionsObject *self, int64_t seq)
 static PyObject *
 completions_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"eventfd", "on_cancelled", "owner_done", NULL};
+    static char *kwlist[] = {"eventfd", "on_cancelled", "owner_done", "lean", NULL};
     int want_efd = 0;
-    PyObject *on_cancelled = Py_None, *owner_done = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pOO:Completions", kwlist, &want_efd,
-                                     &on_cancelled, &owner_done)) {
+    PyObject *on_cancelled = Py_None, *owner_done = Py_None, *lean = Py_None;
+    PyTypeObject *lean_type = NULL;
+    PyObject *lean_finished = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|$pOOO:Completions", kwlist, &want_efd,
+                                     &on_cancelled, &owner_done, &lean)) {
+        return NULL;
+    }
+    if (lean != Py_None &&
+        !PyArg_ParseTuple(lean, "O!O;lean must be (type, finished state)", &PyType_Type,
+                          &lean_type, &lean_finished)) {
         return NULL;
     }
     CompletionsObject *self = (CompletionsObject *)type->tp_alloc(type, 0);
@@ -114,6 +123,10 @@ completions_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (owner_done != Py_None) {
         self->owner_done = Py_NewRef(owner_done);
     }
+    if (lean_type != NULL) {
+        self->lean_type = (PyTypeObject *)Py_NewRef(lean_type);
+        self->lean_finished = Py_NewRef(lean_finished);
+    }
     return (PyObject *)self;
 }
 
@@ -125,6 +138,8 @@ completions_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->owners);
     Py_VISIT(self->on_cancelled);
     Py_VISIT(self->owner_done);
+    Py_VISIT(self->lean_type);
+    Py_VISIT(self->lean_finished);
     return 0;
 }
 
@@ -135,6 +150,8 @@ completions_clear(PyObject *op)
     Py_CLEAR(self->owners);
     Py_CLEAR(self->on_cancelled);
     Py_CLEAR(self->owner_done);
+    Py_CLEAR(self->lean_type);
+    Py_CLEAR(self->lean_finished);
     return 0;
 }
 
@@ -237,6 +254,41 @@ owner_is_done(ip_state *st, CompletionsObject *self, PyObject *owner)
     return done;
 }
 
+/* A lean future (interpool's TaskFuture: a concurrent.futures.Future made
+ * without Future.__init__) has no Condition until something needs one:
+ * a thread that blocks on it, wait() or as_completed() installing waiters,
+ * a done-callback; all of them go through its `_condition` property, which
+ * makes the lists and publishes the Condition as `_cond`, last.  While it
+ * has none, nobody can be waiting on it or be owed a callback, so it is
+ * set here as set_result()/set_exception() would set it, with no Python
+ * call: `_result` or `_exception`, then `_state`.  The GIL is held from the
+ * check to the stores and no Python code runs in between (the old values
+ * are the class's: nothing is freed), so a thread making the Condition
+ * either did so before (the owner is set the stdlib's way, under it) or
+ * finds the state set.  1 if set, 0 if the owner needs the Python path, -1
+ * with an exception set. */
+static int
+settle_lean(ip_state *st, CompletionsObject *self, PyObject *owner, PyObject *value,
+            int is_error)
+{
+    if (Py_TYPE(owner) != self->lean_type) {
+        return 0;
+    }
+    PyObject *cond;
+    if (PyObject_GetOptionalAttr(owner, st->str_cond, &cond) < 0) {
+        return -1;
+    }
+    if (cond != NULL) {
+        Py_DECREF(cond);
+        return 0;
+    }
+    if (PyObject_SetAttr(owner, is_error ? st->str_exception : st->str_result, value) < 0 ||
+        PyObject_SetAttr(owner, st->str_state, self->lean_finished) < 0) {
+        return -1;
+    }
+    return 1;
+}
+
 /* Resolve one owner future with the value decoded for its task (NULL for
  * a task dropped at shutdown that on_cancelled handles); never leaves an
  * exception set (see keep_stop). */
@@ -251,6 +303,13 @@ resolve_one(ip_state *st, CompletionsObject *self, ip_task *t, PyObject *owner,
         }
         Py_XDECREF(r);
         return;
+    }
+    int lean = settle_lean(st, self, owner, value, is_error);
+    if (lean > 0) {
+        return;
+    }
+    if (lean < 0 && !keep_stop(stop)) {   /* (out of memory): the Python way then */
+        PyErr_WriteUnraisable(owner);
     }
     int done = owner_is_done(st, self, owner);
     if (done < 0) {   /* set it anyway: it must not be left pending */
@@ -625,8 +684,12 @@ static PyGetSetDef completions_getset[] = {
 };
 
 PyDoc_STRVAR(completions_doc,
-"Completions(*, eventfd=False, on_cancelled=None)\n--\n\n"
-"Where finished tasks arrive for this interpreter to resolve in batches.");
+"Completions(*, eventfd=False, on_cancelled=None, owner_done=None, lean=None)\n--\n\n"
+"Where finished tasks arrive for this interpreter to resolve in batches.\n"
+"on_cancelled(owner) handles a task dropped at shutdown; owner_done(owner)\n"
+"says whether an owner is done already (default: owner.done()); lean =\n"
+"(type, finished_state): owners of exactly that type are set directly\n"
+"while they have no `_cond` (see settle_lean).");
 
 static PyType_Slot completions_slots[] = {
     {Py_tp_doc, (void *)completions_doc},

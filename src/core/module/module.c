@@ -207,7 +207,12 @@ ip_exec(PyObject *module)
     st->str_done = PyUnicode_InternFromString("done");
     st->str_set_result = PyUnicode_InternFromString("set_result");
     st->str_set_exception = PyUnicode_InternFromString("set_exception");
-    if (!st->str_done || !st->str_set_result || !st->str_set_exception) {
+    st->str_cond = PyUnicode_InternFromString("_cond");
+    st->str_result = PyUnicode_InternFromString("_result");
+    st->str_exception = PyUnicode_InternFromString("_exception");
+    st->str_state = PyUnicode_InternFromString("_state");
+    if (!st->str_done || !st->str_set_result || !st->str_set_exception || !st->str_cond ||
+        !st->str_result || !st->str_exception || !st->str_state) {
         return -1;
     }
     /* The pin kinds register with the codec in this order: the encoder
@@ -243,6 +248,10 @@ ip_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->str_done);
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->str_set_exception);
+    Py_VISIT(st->str_cond);
+    Py_VISIT(st->str_result);
+    Py_VISIT(st->str_exception);
+    Py_VISIT(st->str_state);
     Py_VISIT(st->task_interrupted);
     Py_VISIT(st->output_queue);
     if (ip_auto_share_traverse(st, visit, arg) < 0) {
@@ -271,6 +280,10 @@ ip_clear(PyObject *module)
     Py_CLEAR(st->str_done);
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->str_set_exception);
+    Py_CLEAR(st->str_cond);
+    Py_CLEAR(st->str_result);
+    Py_CLEAR(st->str_exception);
+    Py_CLEAR(st->str_state);
     Py_CLEAR(st->task_interrupted);
     Py_CLEAR(st->output_queue);
     ip_auto_share_free(st);

@@ -860,6 +860,41 @@ lock_stats(PyObject *Py_UNUSED(module), PyObject *on)
                          "contended", s.contended);
 }
 
+PyDoc_STRVAR(wake_cost_doc,
+"_wake_cost($module, n, busy, period, /)\n--\n\n"
+"Benchmarks: the CPU seconds one sleep and wake-up costs the thread that\n"
+"sleeps on this machine (the core's own wait, no Python), averaged over n\n"
+"wake-ups while `busy` threads spin `period` seconds at a time and the\n"
+"first signals after each: the floor of a waiter woken once per task.");
+
+static PyObject *
+wake_cost(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (ip_check_nargs("_wake_cost", nargs, 3, 3) < 0) {
+        return NULL;
+    }
+    int n = PyLong_AsInt(args[0]);
+    int busy = n == -1 && PyErr_Occurred() ? -1 : PyLong_AsInt(args[1]);
+    double period = busy == -1 && PyErr_Occurred() ? -1.0 : PyFloat_AsDouble(args[2]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 1 || n > 1000000 || busy < 1 || busy > 64 || !(period > 0 && period < 1)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "_wake_cost needs 1 <= n <= 1e6, 1 <= busy <= 64, 0 < period < 1");
+        return NULL;
+    }
+    int64_t ns;
+    Py_BEGIN_ALLOW_THREADS
+    ns = ip_wake_cost_ns(n, busy, (int64_t)(period * 1e9));
+    Py_END_ALLOW_THREADS
+    if (ns < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "_wake_cost could not start its threads");
+        return NULL;
+    }
+    return PyFloat_FromDouble((double)ns / 1e9);
+}
+
 PyDoc_STRVAR(join_all_doc,
 "join_all_workers($module, timeout=None, set_aside=False, /)\n--\n\n"
 "Wait until every worker thread of every pool this interpreter created has\n"
@@ -950,6 +985,7 @@ static PyMethodDef pool_functions[] = {
     {"live_counts", live_counts, METH_NOARGS, live_counts_doc},
     {"wait_counts", wait_counts, METH_NOARGS, wait_counts_doc},
     {"_lock_stats", lock_stats, METH_O, lock_stats_doc},
+    {"_wake_cost", (PyCFunction)(void (*)(void))wake_cost, METH_FASTCALL, wake_cost_doc},
     {"join_all_workers", (PyCFunction)(void (*)(void))join_all_workers, METH_FASTCALL,
      join_all_doc},
     {NULL, NULL, 0, NULL},

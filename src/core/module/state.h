@@ -57,6 +57,10 @@ typedef struct ip_state {
     PyObject *str_done;             /* interned method names used when resolving */
     PyObject *str_set_result;
     PyObject *str_set_exception;
+    PyObject *str_cond;             /* a lean future's attributes (completions_type.c) */
+    PyObject *str_result;
+    PyObject *str_exception;
+    PyObject *str_state;
     PyObject *task_interrupted;     /* TaskInterrupted (BaseException) */
     unsigned long main_thread_ident;    /* main interpreter: its main thread; else 0 */
     ip_owner *owner;                /* this interpreter's worker count */
