@@ -82,10 +82,12 @@ probe_busy(void *arg)
         while (ip_now_ns() < end && !atomic_load(&p->stop)) {
         }
         if (me->signals) {
+            /* Signalled after unlocking: a sleeper woken while the signaller
+             * still held the mutex would block on it (a second switch). */
             pthread_mutex_lock(&p->mu);
             p->posted++;
-            pthread_cond_signal(&p->cond);
             pthread_mutex_unlock(&p->mu);
+            pthread_cond_signal(&p->cond);
         }
     }
     return NULL;
