@@ -227,6 +227,41 @@ def test_cancel_wakes_a_thread_waiting_for_the_result(tmp_path):
     assert len(outcome) == 1 and isinstance(outcome[0], concurrent.futures.CancelledError)
 
 
+@pytest.mark.parametrize("how", ["result", "exception"])
+def test_a_cancelled_future_raises_at_once_while_another_thread_resolves(tmp_path, how):
+    """A cancelled future's result()/exception() raise CancelledError at
+    once: they do not wait for another thread's batch (here one whose
+    decoding waits on `gate`), nor for the cancelled task to let go."""
+    gate = concurrent.futures.Future()
+    ht.AWAITED[:] = [gate]
+    try:
+        with interpool.Pool(1) as pool:
+            blocker = pool.submit(ht.signal_and_wait, str(tmp_path / "s"), str(tmp_path / "r"))
+            assert wait_for_path(str(tmp_path / "s"))
+            queued = pool.submit(ht.square, 3)
+            assert queued.cancel()
+            (tmp_path / "r").touch()
+            assert blocker.result(HANG) is None
+            slow = pool.submit(ht.return_waits_when_rebuilt)
+            resolver, got = in_thread(lambda: slow.result(HANG))   # its batch waits on gate
+            for _ in range(HANG * 100):
+                if slow._handle.finished:
+                    break
+                threading.Event().wait(0.01)
+            threading.Event().wait(0.2)   # (the resolver is inside its batch)
+            thread, outcome = in_thread(lambda: getattr(queued, how)(HANG))
+            thread.join(5)
+            hung = thread.is_alive()
+            gate.set_result("open")
+            thread.join(HANG)
+            resolver.join(HANG)
+        assert not hung, f"{how}() of a cancelled future waited for another thread's batch"
+        assert len(outcome) == 1 and isinstance(outcome[0], concurrent.futures.CancelledError)
+        assert got == [("rebuilt", "open")]
+    finally:
+        ht.AWAITED.clear()
+
+
 # ------------------------------------------------------------------ memory
 
 

@@ -107,8 +107,11 @@ class TaskFuture(Future):
         """Wait (GIL released) for this task to finish and resolve it in this
         thread.  Return what is left of `timeout`."""
         handle, completions = self._handle, self._completions
-        if handle is None or self._external:
-            return timeout   # (Future.result waits for the fallback to set it)
+        if handle is None or self._external or self._state in CANCELLED:
+            # (Future.result waits for the fallback to set it, or raises
+            # CancelledError at once: not once the cancelled task lets go
+            # of its worker, nor after another thread's batch)
+            return timeout
         if timeout is None:
             handle.wait()
             completions.resolve()   # this task and whatever else finished with it
