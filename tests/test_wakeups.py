@@ -204,7 +204,8 @@ def test_the_wake_up_probe_measures_a_positive_cost_and_checks_its_arguments():
     # (make bench's floor under a caller woken per result; no timing asserted)
     cost = _core._wake_cost(50, 1, 0.0002)
     assert 0 < cost < 1
-    for bad in ((0, 1, 0.001), (10, 0, 0.001), (10, 65, 0.001), (10, 1, 0.0), (10, 1, 2.0)):
+    for bad in ((0, 1, 0.001), (10, 0, 0.001), (10, 65, 0.001), (10, 1, 0.0), (10, 1, 2.0),
+                (100_000, 1, 0.001)):
         with pytest.raises(ValueError):
             _core._wake_cost(*bad)
     with pytest.raises(TypeError):

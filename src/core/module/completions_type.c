@@ -99,8 +99,12 @@ completions_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     if (lean != Py_None &&
-        !PyArg_ParseTuple(lean, "O!O;lean must be (type, finished state)", &PyType_Type,
-                          &lean_type, &lean_finished)) {
+        (!PyTuple_Check(lean) ||
+         !PyArg_ParseTuple(lean, "O!O;lean must be (type, finished state)", &PyType_Type,
+                           &lean_type, &lean_finished))) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_TypeError, "lean must be (type, finished state) or None");
+        }
         return NULL;
     }
     CompletionsObject *self = (CompletionsObject *)type->tp_alloc(type, 0);

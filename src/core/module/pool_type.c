@@ -879,9 +879,11 @@ wake_cost(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (PyErr_Occurred()) {
         return NULL;
     }
-    if (n < 1 || n > 1000000 || busy < 1 || busy > 64 || !(period > 0 && period < 1)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "_wake_cost needs 1 <= n <= 1e6, 1 <= busy <= 64, 0 < period < 1");
+    /* (it runs with the GIL released and cannot be interrupted: a minute at most) */
+    if (n < 1 || n > 1000000 || busy < 1 || busy > 64 || !(period > 0 && period < 1) ||
+        n * period > 60) {
+        PyErr_SetString(PyExc_ValueError, "_wake_cost needs 1 <= n <= 1e6, 1 <= busy <= 64, "
+                                          "0 < period < 1 and n * period <= 60 s");
         return NULL;
     }
     int64_t ns;
