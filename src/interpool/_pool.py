@@ -378,28 +378,7 @@ class Pool(AsyncPoolMethods):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)`` in a worker; return a Future
         (of the value an ``async def`` fn's coroutine returns)."""
-        # The common case in a few steps (an open pool without a fallback,
-        # whose thread completions exist): the rest of _submit's checks and
-        # calls cost more than the task's own bookkeeping.  A function sent
-        # by reference before is found as _target finds it first; others
-        # (by value: a script's functions) ask _target, as _submit would.
-        completions = self._state.completions
-        if completions is None or self._shutdown or self._fallback is not None:
-            return self._submit(fn, args, kwargs, None)
-        try:
-            fn_id = self._fn_ids.get(fn)
-        except TypeError:   # unhashable: _target says how it travels
-            fn_id = None
-        if fn_id is None:
-            fn_id, prefix = self._target(fn)
-            if prefix:
-                args = prefix + args
-        core = completions.core
-        if core.ready:
-            completions.resolve(0)   # earlier results nobody waited for
-        future = TaskFuture(completions)
-        future._handle = self._core.submit(fn_id, args, kwargs or None, core, future)
-        return future
+        return self._submit(fn, args, kwargs, None)
 
     @overload
     def schedule(
