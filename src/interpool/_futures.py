@@ -17,9 +17,13 @@ import asyncio
 import threading
 import time
 from concurrent.futures import Future
+# (the states concurrent.futures' wait() and as_completed() read directly)
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, NoReturn
+
+_CANCELLED = (CANCELLED, CANCELLED_AND_NOTIFIED)
 
 
 def cancel_future(future: Future[Any]) -> None:
@@ -40,11 +44,6 @@ class _Waiters(list[Any]):
     def append(self, waiter: Any) -> None:
         super().append(waiter)
         self.completions.need_thread()
-
-
-# concurrent.futures' states (its internals, which wait() and as_completed() read).
-PENDING, RUNNING, FINISHED = "PENDING", "RUNNING", "FINISHED"
-CANCELLED = ("CANCELLED", "CANCELLED_AND_NOTIFIED")
 
 
 class TaskFuture(Future):
@@ -107,7 +106,7 @@ class TaskFuture(Future):
         """Wait (GIL released) for this task to finish and resolve it in this
         thread.  Return what is left of `timeout`."""
         handle, completions = self._handle, self._completions
-        if handle is None or self._external or self._state in CANCELLED:
+        if handle is None or self._external or self._state in _CANCELLED:
             # (Future.result waits for the fallback to set it, or raises
             # CancelledError at once: not once the cancelled task lets go
             # of its worker, nor after another thread's batch)
@@ -123,15 +122,14 @@ class TaskFuture(Future):
         return max(0.0, deadline - time.monotonic())
 
     def done(self) -> bool:
-        if self._state != FINISHED and self._state not in CANCELLED:
+        if not settled(self):
             handle = self._handle
             if handle is not None and handle.finished:
                 self._completions.resolve(0)   # unless another thread is at it
-            return self._state == FINISHED or self._state in CANCELLED
-        return True
+        return settled(self)
 
     def cancelled(self) -> bool:
-        return self._state in CANCELLED
+        return self._state in _CANCELLED
 
     def result(self, timeout: float | None = None) -> Any:
         if self._state != FINISHED:
@@ -186,7 +184,7 @@ class TaskFuture(Future):
 def settled(future: Future[Any]) -> bool:
     """Is the future done (its state read without its lock: a batch asks
     before it sets it)?"""
-    return future._state == FINISHED or future._state in CANCELLED  # type: ignore[attr-defined]
+    return future._state == FINISHED or future._state in _CANCELLED  # type: ignore[attr-defined]
 
 
 class AsyncTaskFuture[T](asyncio.Future[T], Coroutine[Any, Any, T]):
