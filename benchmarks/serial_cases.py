@@ -42,8 +42,8 @@ from bench_report import Metric, Row, Table, fmt_ratio
 from harness import Failed, StdlibIPE
 
 TASK_US = 200
-# The floors measured by the last wl_serial (µs): "wake" (one wake-up, a core
-# spare), "wake_busy" (every core busy), "gather" (asyncio's own per future).
+# The floors the last wl_serial measured, for the targets (µs): "wake" (one
+# wake-up, a core spare) and "gather" (asyncio's own cost per future).
 FLOORS: dict[str, float] = {}
 
 
@@ -126,14 +126,15 @@ def wl_serial(b) -> None:
     items = [burn] * n
     expected = W.cpu_burn(burn) * n
     wake, wake_busy = wake_floor(1, b.quick), wake_floor(w, b.quick)
-    floor = (f"; one wake-up costs the woken thread {wake:.1f} µs of CPU on this machine "
-             f"with a core spare, {wake_busy:.1f} µs with {w} threads busy (a bare "
-             f"condition variable, timed in C: the floor of a caller woken once per "
-             f"result); \"net\" = caller CPU - switches x {wake:.1f} µs"
-             if wake is not None and wake_busy is not None else "")
-    FLOORS.update(gather=gather_floor(n))
+    FLOORS.clear()
+    FLOORS["gather"] = gather_floor(n)
+    floor = ""
     if wake is not None and wake_busy is not None:
-        FLOORS.update(wake=wake, wake_busy=wake_busy)
+        FLOORS["wake"] = wake
+        floor = (f"; one wake-up costs the woken thread {wake:.1f} µs of CPU on this machine "
+                 f"with a core spare, {wake_busy:.1f} µs with {w} threads busy (a bare "
+                 f"condition variable, timed in C: the floor of a caller woken once per "
+                 f"result); \"net\" = caller CPU - switches x {wake:.1f} µs")
     floor += (f"; asyncio.gather by itself costs {FLOORS['gather']:.1f} µs per future "
               "(plain loop futures): the floor of gathered awaits")
     t = Table("serial",
