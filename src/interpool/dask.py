@@ -120,6 +120,11 @@ class _Running:
         self.future = future
         self.cancelled = False
 
+    def stop(self) -> bool:
+        """Dropped if still queued, interrupted if running; marked cancelled."""
+        self.cancelled = True
+        return _cancel(self.future)
+
 
 class InterpreterExecutor(Executor):
     """A ``concurrent.futures.Executor`` for a Dask worker, over an interpool Pool.
@@ -258,10 +263,7 @@ class InterpreterExecutor(Executor):
         interrupted if running (where interpool supports that)."""
         with self._lock:
             running = self._running.get(key)
-        if running is None:
-            return False
-        running.cancelled = True
-        return _cancel(running.future)
+        return running is not None and running.stop()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Shut the pool down; with ``cancel_futures``, drop queued tasks and
@@ -271,8 +273,7 @@ class InterpreterExecutor(Executor):
             with self._lock:
                 running = list(self._running.values())
             for r in running:
-                r.cancelled = True
-                _cancel(r.future)
+                r.stop()
         if wait:
             self.pool.shutdown(wait=True)
 
