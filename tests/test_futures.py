@@ -356,3 +356,11 @@ def test_a_lean_future_cancelled_before_it_ran_reports_so():
             with pytest.raises(concurrent.futures.CancelledError):
                 f.result(HANG)
         assert blocker.result(HANG) is None
+
+
+def test_completions_refuse_a_lean_spec_of_the_wrong_shape():
+    from interpool import _core
+
+    for bad in (5, (5, "FINISHED"), ("FINISHED",), [object, "FINISHED"]):
+        with pytest.raises(TypeError, match="lean must be"):
+            _core.Completions(lean=bad)
