@@ -409,6 +409,30 @@ def test_amap_unordered_yields_every_result(pool, kind):
     assert len(b) == 50 and set(b) == {i * i for i in range(50, 100)}
 
 
+def test_amap_reads_a_sync_source_a_quarter_window_at_a_time(pool):
+    # One submit per few results, not one per result: the window is
+    # refilled once a quarter of it (here 2 of 8) has been consumed.
+    pulled = []
+
+    def source():
+        for i in range(24):
+            pulled.append(i)
+            yield i
+
+    async def main():
+        seen = []
+        async for r in pool.amap(ha.square, source(), window=8):
+            seen.append((r, len(pulled)))
+        return seen
+
+    seen = asyncio.run(main())
+    assert [r for r, _ in seen] == [i * i for i in range(24)]
+    reads = sorted({n for _, n in seen})   # items read when each result came
+    assert reads[0] == 8 and reads[-1] == 24
+    assert all(b - a >= 2 for a, b in zip(reads, reads[1:])), reads
+    assert all(n <= k + 8 for k, (_, n) in enumerate(seen))   # the window holds
+
+
 @pytest.mark.parametrize("ordered", [True, False])
 @pytest.mark.parametrize("source_kind", ["sync", "async"])
 def test_amap_backpressure(pool, ordered, source_kind):

@@ -233,10 +233,13 @@ class AsyncPoolMethods:
         else:
             source = iter(iterable)
 
+        # A sync source is read a quarter window at a time: one submit per
+        # few results, while the workers still have most of the window.
+        refill = max(1, window // 4)
         loop.add_reader(completions.fileno(), wake)
         try:
             while True:
-                if source is not None:
+                if source is not None and submitted - consumed <= window - refill:
                     batch: list[tuple[Any, ...]] = []
                     while not exhausted and submitted + len(batch) - consumed < window:
                         try:
@@ -248,8 +251,9 @@ class AsyncPoolMethods:
                     if batch:
                         send(batch)
                         submitted += len(batch)
-                for index, ok, value in drain():
-                    arrived[index] = (ok, value)
+                if completions.ready:   # (the reader callback drained what woke us)
+                    for index, ok, value in drain():
+                        arrived[index] = (ok, value)
                 if ordered:
                     ready: list[tuple[bool, Any]] = []
                     while consumed + len(ready) in arrived:
