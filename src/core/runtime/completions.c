@@ -17,7 +17,7 @@ ip_completions_new(int want_efd, void (*free_item)(ip_done *))
     c->free_item = free_item;
     c->efd = -1;
     ip_history_init(&c->history);
-    atomic_init(&c->gap_ns, IP_HOLD_NS);   /* no batching until results come fast */
+    atomic_init(&c->gap_ns, IP_HOLD_MIN_NS);   /* no batching until results come fast */
     if (want_efd) {
         c->efd = ip_efd_new();
         if (c->efd < 0) {
@@ -127,7 +127,7 @@ ip_completions_push(ip_completions *c, ip_done *item)
     }
     if (c->efd >= 0) {
         int64_t gap = now - prev, avg = atomic_load_explicit(&c->gap_ns, memory_order_relaxed);
-        gap = gap < 4 * IP_HOLD_NS ? gap : 4 * IP_HOLD_NS;
+        gap = gap < IP_HOLD_MAX_NS ? gap : IP_HOLD_MAX_NS;
         atomic_store_explicit(&c->gap_ns, avg + (gap - avg) / 4, memory_order_relaxed);
     }
     /* The eventfd: one write per batch (the consumer takes everything). */
@@ -206,9 +206,11 @@ int64_t
 ip_completions_hold(ip_completions *c)
 {
     int64_t window = 0;
-    if (atomic_load(&c->inflight) > 0 && !ip_spare_core() &&
-        atomic_load_explicit(&c->gap_ns, memory_order_relaxed) * 2 <= IP_HOLD_NS) {
-        window = IP_HOLD_NS;
+    int64_t gap = atomic_load_explicit(&c->gap_ns, memory_order_relaxed);
+    if (atomic_load(&c->inflight) > 0 && !ip_spare_core() && gap <= IP_HOLD_GAP_NS) {
+        window = gap * IP_HOLD_BATCH;
+        window = window < IP_HOLD_MIN_NS ? IP_HOLD_MIN_NS
+                 : window > IP_HOLD_MAX_NS ? IP_HOLD_MAX_NS : window;
     }
     atomic_store(&c->hold_until_ns, window ? ip_now_ns() + window : 0);
     return window;

@@ -56,9 +56,17 @@ struct ip_completions {
     atomic_llong hold_until_ns;    /* the consumer looks again by then */
 };
 
-/* Most items an eventfd wake-up is held for, and how long at most. */
+/* Most items an eventfd wake-up is held for.  Results are held only when
+ * they come at least every IP_HOLD_GAP_NS; the window is the time about
+ * IP_HOLD_BATCH of them take, within [IP_HOLD_MIN_NS, IP_HOLD_MAX_NS]: a
+ * loop's wake-up under load costs it tens of µs (the epoll round, asyncio's
+ * own iteration, cold caches), so ~32 results share one, and no result
+ * waits longer than 4 ms. */
 #define IP_HOLD_MAX 64
-#define IP_HOLD_NS 1000000
+#define IP_HOLD_BATCH 32
+#define IP_HOLD_GAP_NS 500000
+#define IP_HOLD_MIN_NS 1000000
+#define IP_HOLD_MAX_NS 4000000
 
 /* refcnt 1; NULL with errno set (ENOMEM, or eventfd's error).  `free_item`
  * drops an item pushed after the consumer left. */
@@ -79,8 +87,8 @@ void ip_completions_consumed(ip_completions *c, Py_ssize_t n);
  * free their task at once.  Also closes. */
 void ip_completions_orphan(ip_completions *c);
 /* An event loop consumer (eventfd) has resolved a batch and will look
- * again within IP_HOLD_NS whatever happens (a timer).  If results arrive
- * faster than that and no core is spare (its every wake-up takes a core
+ * again when the window returned ends, whatever happens (a timer).  If
+ * results arrive fast (see IP_HOLD_BATCH) and no core is spare (its every wake-up takes a core
  * from a worker), pushes until then do not write the eventfd (up to
  * IP_HOLD_MAX results, while more are in flight and their workers have
  * work queued): the loop wakes once per batch, not per result.  Returns
