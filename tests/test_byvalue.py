@@ -258,6 +258,33 @@ def test_a_rebound_global_is_seen_at_the_next_call(pool):
     assert list(pool.map(ns["scale"], [1, 2])) == [3, 6]
 
 
+def test_a_function_called_again_travels_anew_once_it_changes(pool, monkeypatch):
+    # A pool remembers the id of a function sent by value with nothing per
+    # call and skips plan() for it; its code, its defaults and the globals
+    # it read are still checked at every call.
+    from interpool import _pool
+
+    ns = cells("K = 2\ndef scale(x):\n    return x * K\n"
+               "def offset(x):\n    return x + 100\n")
+    fn = ns["scale"]
+    assert pool.submit(fn, 5).result(HANG) == 10
+    planned = []
+    plan = _pool.plan
+    monkeypatch.setattr(_pool, "plan", lambda *a: (planned.append(a[0]), plan(*a))[1])
+    assert pool.submit(fn, 6).result(HANG) == 12
+    assert planned == []                       # the remembered id
+    ns["K"] = 3
+    assert pool.submit(fn, 5).result(HANG) == 15
+    fn.__code__ = ns["offset"].__code__
+    assert pool.submit(fn, 5).result(HANG) == 105
+    fn.__defaults__ = (7,)
+    assert pool.submit(fn).result(HANG) == 107
+    fn.__defaults__ = None
+    fn.__kwdefaults__ = {}
+    assert pool.submit(fn, 1).result(HANG) == 101
+    assert planned == [fn] * 4
+
+
 def test_globals_travel_when_first_sent_and_when_rebound():
     ns = cells("SEEN = []\ndef snapshot():\n    return list(SEEN)\n"
                "def append(x):\n    SEEN.append(x)\n    return list(SEEN)\n")

@@ -47,6 +47,24 @@ class Travel:
         self.state = state
         self._export = export
 
+    def holds(self, fn) -> bool:
+        """Whether a call of `fn` travels as this by-value travel without
+        state, as plan() would find (its fast path): same code, no defaults
+        or captured values, no global it read rebound since.  A pool that
+        has seen fn checks its code, its defaults and `freshness()` instead
+        of calling plan() again."""
+        export = self._export
+        return (self.state is None and export is not None and export.travel is self
+                and export.code is fn.__code__ and fn.__closure__ is None
+                and fn.__defaults__ is None and fn.__kwdefaults__ is None
+                and not export.absent and (not export.checks or export.fresh()))
+
+    def freshness(self):
+        """What tells whether the globals the definition read are still
+        bound to the values it read (None: it read none)."""
+        export = self._export
+        return export.fresh if export is not None and export.checks else None
+
     def make_ref(self) -> Ref:
         """The reference workers load the callable from."""
         if self.ref is None:

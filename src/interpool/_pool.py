@@ -33,6 +33,8 @@ T2 = TypeVar("T2")
 
 _pool_counter = itertools.count(1)
 _NO_PREFIX: tuple[()] = ()
+_FunctionType = type(lambda: None)
+_VALUE_IDS_MAX = 256
 # A map's consumer sleeps until the result it must yield next is there, or
 # this many are (then it drains them all in one batch).
 _MAP_BATCH = 64
@@ -201,6 +203,11 @@ class Pool(AsyncPoolMethods):
         self._lock = threading.Lock()
         self._shutdown = False
         self._fn_ids: dict[Any, int] = {}
+        # Functions sent by value with nothing per call: fn -> (id, its code,
+        # the check that the globals it read were not rebound, or None); see
+        # _target.  Bounded: a lambda made anew per call is a new key.
+        self._value_ids: dict[Callable[..., object],
+                              tuple[int, object, Callable[[], bool] | None]] = {}
         self._loop_completions = {}
         self._loop_lock = threading.Lock()
         self._core = _core.PoolCore(workers, [p for p in sys.path if isinstance(p, str)])
@@ -322,6 +329,13 @@ class Pool(AsyncPoolMethods):
             fn_id = None
         if fn_id is not None:
             return fn_id, _NO_PREFIX
+        if type(fn) is _FunctionType:
+            # A __main__ function called again: no plan() while the travel
+            # registered for it still holds (see Travel.holds).
+            hit = self._value_ids.get(fn)
+            if (hit is not None and hit[1] is fn.__code__ and fn.__defaults__ is None
+                    and fn.__kwdefaults__ is None and (hit[2] is None or hit[2]())):
+                return hit[0], _NO_PREFIX
         travel = plan(fn, self._send_closures, self._flavor == "stdlib")
         key = travel.key
         if key is None:
@@ -334,6 +348,10 @@ class Pool(AsyncPoolMethods):
             fn_id = self._core.register(travel.make_ref())
             if key is not None:
                 self._fn_ids[key] = fn_id
+        if travel.state is None and travel.holds(fn):
+            if len(self._value_ids) >= _VALUE_IDS_MAX:
+                self._value_ids.clear()
+            self._value_ids[fn] = (fn_id, fn.__code__, travel.freshness())
         return fn_id, _NO_PREFIX if travel.state is None else (travel.state,)
 
     def _register(self, fn: Callable[..., object]) -> int:
