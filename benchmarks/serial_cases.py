@@ -28,7 +28,10 @@ Two floors no front door can go under, measured in the same run:
   figure from the caller's CPU: an upper bound on interpool's own
   bookkeeping per task, the part a machine with cheaper wake-ups keeps;
 - what asyncio itself costs per gathered future: ``asyncio.gather`` over
-  plain loop futures, each set by a loop callback.
+  plain loop futures, each set by a loop callback;
+- what an event loop woken once per result costs it with every core busy:
+  a worker writes an eventfd per result, the loop's reader callback sets
+  a future its consumer awaits (amap streams, and is woken so).
 """
 
 from __future__ import annotations
@@ -111,6 +114,57 @@ def gather_floor(n: int) -> float:
     return best
 
 
+def stream_floor(pool, n: int, burn: int) -> float | None:
+    """µs of the loop thread's CPU per result when an event loop is woken
+    once per result with every core busy, and no interpool in between: one
+    worker writes an eventfd after each ~half task (results come as often
+    as from 2 workers), the other runs a long task meanwhile; the loop's
+    reader callback sets a future its consumer awaits, as amap's does
+    (median of 3).  None where os.eventfd is missing."""
+    import os
+
+    if not hasattr(os, "eventfd"):
+        return None
+    runs = []
+    for _ in range(3):
+        loop = asyncio.new_event_loop()
+        fd = os.eventfd(0, os.EFD_NONBLOCK)
+        try:
+            seen = [0]
+            waiter: list[asyncio.Future | None] = [None]
+
+            def ready() -> None:
+                try:
+                    seen[0] += os.eventfd_read(fd)
+                except BlockingIOError:
+                    return
+                if waiter[0] is not None and not waiter[0].done():
+                    waiter[0].set_result(None)
+
+            async def consume() -> None:
+                got = 0
+                while got < n:
+                    if seen[0] > got:
+                        got = seen[0]
+                        continue
+                    waiter[0] = loop.create_future()
+                    await waiter[0]
+
+            loop.add_reader(fd, ready)
+            other = pool.submit(W.cpu_burn, burn * n // 2)   # the other core is busy meanwhile
+            ticks = pool.submit(W.tick_eventfd, fd, n, burn // 2)
+            c0 = time.thread_time()
+            loop.run_until_complete(consume())
+            runs.append((time.thread_time() - c0) / n * 1e6)
+            ticks.result()
+            other.result()
+        finally:
+            loop.remove_reader(fd)
+            loop.close()
+            os.close(fd)
+    return sorted(runs)[1]
+
+
 def lock_stats(reset: bool = False) -> dict | None:
     from interpool import _core
 
@@ -128,6 +182,10 @@ def wl_serial(b) -> None:
     wake, wake_busy = wake_floor(1, b.quick), wake_floor(w, b.quick)
     FLOORS.clear()
     FLOORS["gather"] = gather_floor(n)
+    stream = None
+    if w >= 2:
+        with b.pool(2) as pool:
+            stream = stream_floor(pool, n, burn)
     floor = ""
     if wake is not None and wake_busy is not None:
         FLOORS["wake"] = wake
@@ -137,6 +195,10 @@ def wl_serial(b) -> None:
                  f"result); \"net\" = caller CPU - switches x {wake:.1f} µs")
     floor += (f"; asyncio.gather by itself costs {FLOORS['gather']:.1f} µs per future "
               "(plain loop futures): the floor of gathered awaits")
+    if stream is not None:
+        floor += (f"; an event loop woken once per result with every core busy (an eventfd "
+                  f"a worker writes, no interpool) costs it {stream:.1f} µs per "
+                  "result: the floor of amap, which streams")
     t = Table("serial",
               f"Serial costs: {n:,} tasks of ~{TASK_US} µs of pure Python, {w} workers",
               [Metric("cpu", "caller CPU/task", "us", False),

@@ -432,6 +432,18 @@ def spin(seconds: float = 3600.0) -> float:
     return seconds
 
 
+def tick_eventfd(fd: int, n: int, burn: int) -> int:
+    """n times: cpu_burn(burn), then write 1 to the eventfd `fd` (a process
+    resource, so a worker can wake the caller's event loop with no
+    interpool in between: the serial workload's floor under amap)."""
+    import os
+
+    for _ in range(n):
+        cpu_burn(burn)
+        os.eventfd_write(fd, 1)
+    return n
+
+
 # ---------------------------------------------------------------- pyflakes
 
 
