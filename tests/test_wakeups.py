@@ -37,6 +37,17 @@ def wake_ups() -> int:
     raise AssertionError("no voluntary_ctxt_switches line")
 
 
+def no_busy_workers(timeout: float = 30.0) -> None:
+    """Wait until no worker of the process counts as busy.  A call an
+    earlier test stopped while it slept in C (time.sleep) is set aside and
+    counts as busy until it returns; meanwhile no core looks spare here and
+    nothing spins.  (A bound only against a hang: no timing is asserted.)"""
+    deadline = time.monotonic() + timeout
+    while _core.wait_counts()["busy_workers"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _core.wait_counts()["busy_workers"] == 0, _core.wait_counts()
+
+
 def in_thread(fn):
     """fn() on a fresh thread (its waits have no signal-check slices), its
     result or exception handed back."""
@@ -139,6 +150,7 @@ def test_no_spare_core_no_spinning():
 def test_spare_core_spins_for_quick_results():
     # One worker and a spare CPU: the idle round trip stays fast by
     # spinning (results come within the spin window).
+    no_busy_workers()
     with interpool.Pool(1) as pool:
         pool.wait_ready()
         before = _core.wait_counts()
@@ -166,7 +178,7 @@ def test_no_drain_call_when_workers_print_nothing(monkeypatch):
 @linux_only
 def test_gathered_awaits_wake_the_loop_per_batch_under_load():
     # No spare core (more busy workers than CPUs) and results every
-    # hundred µs or so: the loop is woken about once per hold window (1 ms),
+    # hundred µs or so: the loop is woken about once per hold window (1-4 ms),
     # not once per result.
     n = cpus() + 1
     count = 400
