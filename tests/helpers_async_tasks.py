@@ -98,6 +98,14 @@ def wait_for_path(path, timeout=30.0):
     return True
 
 
+def square_when(path, x, then=None, timeout=30.0):
+    """x * x once `path` exists (then creates the file `then`, if given)."""
+    assert wait_for_path(path, timeout), f"{path} never appeared"
+    if then is not None:
+        touch(then)
+    return x * x
+
+
 def touch(path, value=None):
     with open(path, "a"):
         pass

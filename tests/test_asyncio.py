@@ -409,28 +409,52 @@ def test_amap_unordered_yields_every_result(pool, kind):
     assert len(b) == 50 and set(b) == {i * i for i in range(50, 100)}
 
 
-def test_amap_reads_a_sync_source_a_quarter_window_at_a_time(pool):
-    # One submit per few results, not one per result: the window is
-    # refilled once a quarter of it (here 2 of 8) has been consumed.
+def test_amap_reads_a_sync_source_a_quarter_window_at_a_time(tmp_path):
+    # One submit per few results, not one per result: the window (8) is
+    # refilled once a quarter of it is free.  Task i finishes only once the
+    # consumer has seen result i - 1, so results come one per wake-up and
+    # the reads are exact.
     pulled = []
 
     def source():
         for i in range(24):
             pulled.append(i)
-            yield i
+            yield str(tmp_path / str(i)), i
 
-    async def main():
+    async def main(pool):
         seen = []
-        async for r in pool.amap(ha.square, source(), window=8):
+        ha.touch(str(tmp_path / "0"))
+        async for r in pool.amap(lambda a: ha.square_when(*a), source(), window=8):
             seen.append((r, len(pulled)))
+            ha.touch(str(tmp_path / str(len(seen))))   # lets the next task finish
         return seen
 
-    seen = asyncio.run(main())
+    with interpool.Pool(2) as pool:
+        seen = asyncio.run(main(pool))
     assert [r for r, _ in seen] == [i * i for i in range(24)]
-    reads = sorted({n for _, n in seen})   # items read when each result came
-    assert reads[0] == 8 and reads[-1] == 24
-    assert all(b - a >= 2 for a, b in zip(reads, reads[1:])), reads
-    assert all(n <= k + 8 for k, (_, n) in enumerate(seen))   # the window holds
+    assert [n for _, n in seen] == [8, 8, 10, 10, 12, 12, 14, 14, 16, 16, 18, 18,
+                                    20, 20, 22, 22] + [24] * 8
+
+
+def test_amap_tops_up_the_window_before_a_worker_would_idle(tmp_path):
+    # Reading a quarter window at a time must not starve: here the awaited
+    # task (item 1) finishes only once item 8 has run, so item 8 must be
+    # sent while the consumer waits, though only one slot is free.
+    go, eight = str(tmp_path / "go"), str(tmp_path / "8")
+
+    def items():
+        for i in range(10):
+            if i == 1:
+                yield eight, i, None, 10.0   # (fails after 10 s if item 8 never runs)
+            else:
+                yield go, i, eight if i == 8 else None
+
+    async def main(pool):
+        ha.touch(go)
+        return [r async for r in pool.amap(lambda a: ha.square_when(*a), items(), window=8)]
+
+    with interpool.Pool(2) as pool:
+        assert asyncio.run(main(pool)) == [i * i for i in range(10)]
 
 
 @pytest.mark.parametrize("ordered", [True, False])

@@ -236,10 +236,12 @@ class AsyncPoolMethods:
         # A sync source is read a quarter window at a time: one submit per
         # few results, while the workers still have most of the window.
         refill = max(1, window // 4)
+        top_up = False   # read into any free slot now (see below)
         loop.add_reader(completions.fileno(), wake)
         try:
             while True:
-                if source is not None and submitted - consumed <= window - refill:
+                if source is not None and (top_up or submitted - consumed <= window - refill):
+                    top_up = False
                     batch: list[tuple[Any, ...]] = []
                     while not exhausted and submitted + len(batch) - consumed < window:
                         try:
@@ -266,6 +268,13 @@ class AsyncPoolMethods:
                         if failure:
                             raise failure[0]
                         return
+                    if (source is not None and not exhausted and submitted - consumed < window
+                            and submitted - consumed - len(arrived) < self._workers):
+                        # About to sleep with a slot free while fewer tasks
+                        # are unfinished than workers: a worker would idle,
+                        # or the awaited task may wait for a later item.
+                        top_up = True
+                        continue
                     waiting = waiter[0] = loop.create_future()
                     await waiting
                     waiter[0] = None
