@@ -363,6 +363,37 @@ def test_a_global_rebound_at_every_call_in_a_loop():
         assert len(pool._fn_ids) <= ids + 12
 
 
+def test_a_global_set_back_after_another_function_sent_it_is_sent_again():
+    # f and g read K.  g sends K = 3 to the worker (their namespace there is
+    # one); the caller sets K back to the value f was sent with: f's next
+    # call must bring it again, not find f unchanged.
+    ns = cells("K = 2\ndef f(x):\n    return x * K\ndef g(x):\n    return x * K\n")
+    with interpool.Pool(1) as pool:   # one worker: what it holds is observable
+        assert pool.submit(ns["f"], 1).result(HANG) == 2
+        ns["K"] = 3
+        assert pool.submit(ns["g"], 1).result(HANG) == 3
+        ns["K"] = 2
+        assert pool.submit(ns["f"], 1).result(HANG) == 2
+        assert pool.submit(ns["g"], 1).result(HANG) == 2
+        assert list(pool.map(ns["f"], [1, 2])) == [2, 4]
+
+
+def test_a_global_rebound_at_every_call_then_set_back_travels_again():
+    # Rebound at every call, K travels with each call; set back to the value
+    # the definition was made with, it must travel too (the worker holds the
+    # last one sent).
+    ns = cells("K = 0\ndef scale(x):\n    return x * K\n")
+    with interpool.Pool(1) as pool:
+        for k in range(1000, 1020):
+            ns["K"] = k
+            assert pool.submit(ns["scale"], 1).result(HANG) == k
+        export = _byvalue._templates[(id(ns["scale"].__code__), id(ns))]
+        assert export.volatile
+        first = next(v for _, name, v in export.watch if name == "K")
+        ns["K"] = first
+        assert pool.submit(ns["scale"], 1).result(HANG) == first
+
+
 # ------------------------------------------------------------ what cannot travel
 
 

@@ -44,6 +44,7 @@ definitions themselves, for another process that can import interpool.
 
 import functools
 import io
+import itertools
 import operator
 import os
 import pickle
@@ -76,6 +77,10 @@ _namespace_uid: dict = {}                  # id(globals dict) -> namespace uid
 _home: set = set()                         # ids of this interpreter's own globals dicts
 _installed: dict = {}                      # (id(namespace), name) -> stamp of its value
 _stamps: dict = {}                         # sender: (id(globals), name) -> (value, stamp)
+# Sender: changes whenever a global is stamped with a new value (each stamp
+# takes a new number: threads stamping at once never leave an old one).
+_stamp_epochs = itertools.count(1)
+_stamp_epoch = 0
 _pending = weakref.WeakSet()               # classes, lru wrappers made here, state to set
 
 
@@ -237,7 +242,8 @@ class _Export:
     with the value each had then, checked at each call (`fresh`)."""
 
     __slots__ = ("uid", "definition", "watch", "checks", "absent", "code", "globals",
-                 "assigns_free", "what", "travel", "redefined", "volatile", "__weakref__")
+                 "assigns_free", "what", "travel", "redefined", "volatile", "epoch",
+                 "__weakref__")
 
     def __init__(self, uid: bytes, code=None, g=None, what: str = "") -> None:
         self.uid = uid
@@ -252,6 +258,7 @@ class _Export:
         self.assigns_free = None
         self.what = what
         self.travel = None    # interpool._callables: how a call without state travels
+        self.epoch = -1       # _stamp_epoch when the stamps were last found as sent
 
     def set_watch(self, watch) -> None:
         """Watch the (globals dict, name, value then) the definition read."""
@@ -270,9 +277,13 @@ class _Export:
                              else values[0], len(values) > 1)
                             for g, names, values in groups.values())
         self.absent = tuple(absent)
+        self.epoch = _stamp_epoch   # (its globals were stamped just before)
 
     def fresh(self) -> bool:
-        """No global it read was rebound (nor a missing one defined) since."""
+        """No global it read was rebound (nor a missing one defined) since,
+        nor sent with another value meanwhile (by another definition or a
+        call's changes: workers may hold that value, though the caller's is
+        back to the one this definition sent)."""
         for g, get, then, many in self.checks:
             try:
                 now = get(g)
@@ -283,15 +294,25 @@ class _Export:
         for g, name in self.absent:
             if name in g:
                 return False
+        if self.epoch != _stamp_epoch:   # something was stamped anew since: was it ours?
+            for g, name, then in self.watch:
+                sent = _stamps.get((id(g), name))
+                if sent is not None and sent[0] is not then and then is not _MISSING:
+                    return False
+            self.epoch = _stamp_epoch
         return True
 
     def changes(self):
-        """The globals rebound since the definition was made, as they travel
-        with a call: ((namespace uid, name, stamp, value), ...), or None."""
+        """The globals rebound since the definition was made, or sent since
+        with a value other than the caller's now, as they travel with a
+        call: ((namespace uid, name, stamp, value), ...), or None."""
         out = []
         for g, name, then in self.watch:
             now = g.get(name, _MISSING)
-            if now is not then and now is not _MISSING:
+            if now is _MISSING:
+                continue
+            sent = _stamps.get((id(g), name))
+            if now is not then or (sent is not None and sent[0] is not now):
                 out.append((_namespace_uid_of(g), name, _stamp(g, name, now), now))
         return tuple(out) or None
 
@@ -408,10 +429,12 @@ def _object_export(obj) -> _Export:
 def _stamp(g: dict, name: str, value) -> int:
     """When the caller's value of g[name] appeared (as first seen here): a
     worker installs a value only if it is newer than the one it holds."""
+    global _stamp_epoch
     key = (id(g), name)
     seen = _stamps.get(key)
     if seen is None or seen[0] is not value:
         seen = _stamps[key] = (value, time.monotonic_ns())
+        _stamp_epoch = next(_stamp_epochs)
     return seen[1]
 
 
