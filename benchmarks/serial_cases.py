@@ -29,7 +29,7 @@ Two floors no front door can go under, measured in the same run:
   bookkeeping per task, the part a machine with cheaper wake-ups keeps;
 - what asyncio itself costs per gathered future: ``asyncio.gather`` over
   plain loop futures, each set by a loop callback;
-- what an event loop woken once per result costs it with every core busy:
+- what an event loop woken for each result costs it while 2 workers are busy:
   a worker writes an eventfd per result, the loop's reader callback sets
   a future its consumer awaits (amap streams, and is woken so).
 """
@@ -37,6 +37,7 @@ Two floors no front door can go under, measured in the same run:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 
@@ -116,11 +117,12 @@ def gather_floor(n: int) -> float:
 
 def stream_floor(pool, n: int, burn: int) -> float | None:
     """µs of the loop thread's CPU per result when an event loop is woken
-    once per result with every core busy, and no interpool in between: one
-    worker writes an eventfd after each ~half task (results come as often
-    as from 2 workers), the other runs a long task meanwhile; the loop's
-    reader callback sets a future its consumer awaits, as amap's does
-    (median of 3).  None where os.eventfd is missing."""
+    for each result while 2 workers are busy, and no interpool in between:
+    one worker writes an eventfd after each ~half task (results come as
+    often as from 2 workers), the other runs a long task meanwhile; the
+    loop's reader callback sets a future its consumer awaits, as amap's
+    does (median of 3).  Writes that land before the loop reads merge, as
+    results arriving together would.  None where os.eventfd is missing."""
     import os
 
     if not hasattr(os, "eventfd"):
@@ -129,6 +131,7 @@ def stream_floor(pool, n: int, burn: int) -> float | None:
     for _ in range(3):
         loop = asyncio.new_event_loop()
         fd = os.eventfd(0, os.EFD_NONBLOCK)
+        ticks = None
         try:
             seen = [0]
             waiter: list[asyncio.Future | None] = [None]
@@ -154,14 +157,19 @@ def stream_floor(pool, n: int, burn: int) -> float | None:
             other = pool.submit(W.cpu_burn, burn * n // 2)   # the other core is busy meanwhile
             ticks = pool.submit(W.tick_eventfd, fd, n, burn // 2)
             c0 = time.thread_time()
-            loop.run_until_complete(consume())
+            # (bounded: a worker that fails never writes the fd)
+            loop.run_until_complete(asyncio.wait_for(consume(), 60 + n * TASK_US / 1e6))
             runs.append((time.thread_time() - c0) / n * 1e6)
-            ticks.result()
-            other.result()
+            ticks.result(60)
+            other.result(60)
         finally:
             loop.remove_reader(fd)
             loop.close()
-            os.close(fd)
+            if ticks is not None and not ticks.done():   # (it failed: stop the writer first)
+                ticks.cancel(interrupt=True)
+                concurrent.futures.wait([ticks], 10)
+            if ticks is None or ticks.done():   # else leaked: a reused fd must not get its writes
+                os.close(fd)
     return sorted(runs)[1]
 
 
@@ -196,7 +204,7 @@ def wl_serial(b) -> None:
     floor += (f"; asyncio.gather by itself costs {FLOORS['gather']:.1f} µs per future "
               "(plain loop futures): the floor of gathered awaits")
     if stream is not None:
-        floor += (f"; an event loop woken once per result with every core busy (an eventfd "
+        floor += (f"; an event loop woken for each result while 2 workers are busy (an eventfd "
                   f"a worker writes, no interpool) costs it {stream:.1f} µs per "
                   "result: the floor of amap, which streams")
     t = Table("serial",

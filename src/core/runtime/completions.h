@@ -88,11 +88,12 @@ void ip_completions_consumed(ip_completions *c, Py_ssize_t n);
 void ip_completions_orphan(ip_completions *c);
 /* An event loop consumer (eventfd) has resolved a batch and will look
  * again when the window returned ends, whatever happens (a timer).  If
- * results arrive fast (see IP_HOLD_BATCH) and no core is spare (its every wake-up takes a core
- * from a worker), pushes until then do not write the eventfd (up to
- * IP_HOLD_MAX results, while more are in flight and their workers have
- * work queued): the loop wakes once per batch, not per result.  Returns
- * the window (ns) to look again in, or 0: every push wakes it. */
+ * results arrive at least every IP_HOLD_GAP_NS and no core is spare (its
+ * every wake-up takes a core from a worker), pushes until then do not
+ * write the eventfd (up to IP_HOLD_MAX results, while more are in flight
+ * and their workers have work queued): the loop wakes once per batch, not
+ * per result.  Returns the window (ns) to look again in, or 0: every push
+ * wakes it. */
 int64_t ip_completions_hold(ip_completions *c);
 /* No more submissions: wakes every waiter. */
 void ip_completions_close(ip_completions *c);
