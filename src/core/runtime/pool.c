@@ -877,6 +877,7 @@ ip_pool_next_task(ip_pool *p, ip_slot *slot, unsigned *wake_seen, int *why)
     /* Idle: spin for the next task only where it pays (a spare core, and
      * tasks have come soon after a worker went idle), else sleep at once. */
     int64_t start = ip_now_ns();
+    atomic_store_explicit(&p->idle_start_ns, start, memory_order_relaxed);
     int spin = ip_spin_pays(&p->idle_history);
     if (spin) {
         atomic_fetch_add(&p->spinning, 1);
@@ -898,8 +899,14 @@ ip_pool_next_task(ip_pool *p, ip_slot *slot, unsigned *wake_seen, int *why)
     }
     t = pop_locked(p, slot);
     if (t != NULL) {
-        ip_history_add(&p->idle_history, start,
-                       atomic_load_explicit(&p->last_enqueue_ns, memory_order_relaxed));
+        /* Timed from when the pool's latest worker went idle (if before the
+         * task came): a sleeper woken after another worker went idle would
+         * count that one's turn as its own wait, and two workers taking
+         * turns on one call at a time would never learn to spin. */
+        int64_t arrived = atomic_load_explicit(&p->last_enqueue_ns, memory_order_relaxed);
+        int64_t latest = atomic_load_explicit(&p->idle_start_ns, memory_order_relaxed);
+        ip_history_add(&p->idle_history, latest > start && latest <= arrived ? latest : start,
+                       arrived);
     }
     *why = t ? IP_NEXT_UPKEEP : why_none_locked(p, slot);
     *wake_seen = p->wake_seq;

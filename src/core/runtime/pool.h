@@ -72,6 +72,7 @@ typedef struct ip_pool {
     int sleepers;               /* workers asleep waiting for a task */
     atomic_int spinning;        /* workers spinning for a task: they need no wake-up */
     atomic_llong last_enqueue_ns;   /* when tasks were last queued */
+    atomic_llong idle_start_ns;     /* when a worker last found the queue empty */
     ip_wait_history idle_history;   /* how long idle workers waited for a task */
     long idle_spins, idle_sleeps;   /* idle workers that spun / slept (mu) */
     unsigned wake_seq;          /* bumped by ip_pool_wake(): idle workers do upkeep */
