@@ -134,7 +134,7 @@ def stream_floor(pool, n: int, burn: int) -> float | None:
     for _ in range(3):
         loop = asyncio.new_event_loop()
         fd = os.eventfd(0, os.EFD_NONBLOCK)
-        ticks = None
+        ticks = other = None
         try:
             seen = [0]
             waiter: list[asyncio.Future | None] = [None]
@@ -168,9 +168,10 @@ def stream_floor(pool, n: int, burn: int) -> float | None:
         finally:
             loop.remove_reader(fd)
             loop.close()
-            if ticks is not None and not ticks.done():   # (it failed: stop the writer first)
-                ticks.cancel(interrupt=True)
-                concurrent.futures.wait([ticks], 10)
+            running = [f for f in (ticks, other) if f is not None and not f.done()]
+            for f in running:   # (it failed: stop the writer before its fd closes)
+                f.cancel(interrupt=True)
+            concurrent.futures.wait(running, 10)
             if ticks is None or ticks.done():   # else leaked: a reused fd must not get its writes
                 os.close(fd)
     return sorted(runs)[1]

@@ -106,6 +106,19 @@ def square_when(path, x, then=None, timeout=30.0):
     return x * x
 
 
+async def asquare_when(path, x, then=None, timeout=30.0):
+    """square_when, as a coroutine that awaits while it polls."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        await asyncio.sleep(0.005)
+    if then is not None:
+        touch(then)
+    return x * x
+
+
 def touch(path, value=None):
     with open(path, "a"):
         pass

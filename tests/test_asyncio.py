@@ -436,10 +436,12 @@ def test_amap_reads_a_sync_source_a_quarter_window_at_a_time(tmp_path):
                                     20, 20, 22, 22] + [24] * 8
 
 
-def test_amap_tops_up_the_window_before_a_worker_would_idle(tmp_path):
+@pytest.mark.parametrize("workers, concurrency", [(2, 1), (1, 8)])
+def test_amap_tops_up_the_window_before_a_worker_would_idle(tmp_path, workers, concurrency):
     # Reading a quarter window at a time must not starve: here the awaited
     # task (item 1) finishes only once item 8 has run, so item 8 must be
-    # sent while the consumer waits, though only one slot is free.
+    # sent while the consumer waits, though only one slot is free (also
+    # with one worker running up to 8 coroutines).
     go, eight = str(tmp_path / "go"), str(tmp_path / "8")
 
     def items():
@@ -449,11 +451,18 @@ def test_amap_tops_up_the_window_before_a_worker_would_idle(tmp_path):
             else:
                 yield go, i, eight if i == 8 else None
 
+    if concurrency == 1:
+        def fn(a):
+            return ha.square_when(*a)
+    else:
+        async def fn(a):
+            return await ha.asquare_when(*a)
+
     async def main(pool):
         ha.touch(go)
-        return [r async for r in pool.amap(lambda a: ha.square_when(*a), items(), window=8)]
+        return [r async for r in pool.amap(fn, items(), window=8)]
 
-    with interpool.Pool(2) as pool:
+    with interpool.Pool(workers, concurrency=concurrency) as pool:
         assert asyncio.run(main(pool)) == [i * i for i in range(10)]
 
 

@@ -378,6 +378,21 @@ def test_a_global_set_back_after_another_function_sent_it_is_sent_again():
         assert list(pool.map(ns["f"], [1, 2])) == [2, 4]
 
 
+def test_a_global_set_back_is_sent_again_even_if_another_pool_was_sent_it_since():
+    # After K is set back, h takes K = 2 to another pool: that is a new
+    # sending of 2, not the one f was made with, and pool a's worker still
+    # holds g's 3.
+    ns = cells("K = 2\ndef f(x):\n    return x * K\ndef g(x):\n    return x * K\n"
+               "def h(x):\n    return x * K\n")
+    with interpool.Pool(1) as a, interpool.Pool(1) as b:
+        assert a.submit(ns["f"], 1).result(HANG) == 2
+        ns["K"] = 3
+        assert a.submit(ns["g"], 1).result(HANG) == 3
+        ns["K"] = 2
+        assert b.submit(ns["h"], 1).result(HANG) == 2
+        assert a.submit(ns["f"], 1).result(HANG) == 2
+
+
 def test_a_global_rebound_at_every_call_then_set_back_travels_again():
     # Rebound at every call, K travels with each call; set back to the value
     # the definition was made with, it must travel too (the worker holds the

@@ -77,8 +77,9 @@ _namespace_uid: dict = {}                  # id(globals dict) -> namespace uid
 _home: set = set()                         # ids of this interpreter's own globals dicts
 _installed: dict = {}                      # (id(namespace), name) -> stamp of its value
 _stamps: dict = {}                         # sender: (id(globals), name) -> (value, stamp)
-# Sender: changes whenever a global is stamped with a new value (each stamp
-# takes a new number: threads stamping at once never leave an old one).
+# Sender: changes whenever a global is stamped with a new value, so that a
+# definition re-checks its stamps only then (threads stamping at once may
+# store their numbers out of order: any change of it is what counts).
 _stamp_epochs = itertools.count(1)
 _stamp_epoch = 0
 _pending = weakref.WeakSet()               # classes, lru wrappers made here, state to set
@@ -243,7 +244,7 @@ class _Export:
 
     __slots__ = ("uid", "definition", "watch", "checks", "absent", "code", "globals",
                  "assigns_free", "what", "travel", "redefined", "volatile", "epoch",
-                 "__weakref__")
+                 "sent", "__weakref__")
 
     def __init__(self, uid: bytes, code=None, g=None, what: str = "") -> None:
         self.uid = uid
@@ -259,10 +260,15 @@ class _Export:
         self.what = what
         self.travel = None    # interpool._callables: how a call without state travels
         self.epoch = -1       # _stamp_epoch when the stamps were last found as sent
+        self.sent = ()        # per watched global: the _stamps entry it was sent with
 
-    def set_watch(self, watch) -> None:
-        """Watch the (globals dict, name, value then) the definition read."""
+    def set_watch(self, watch, sent: dict, epoch: int) -> None:
+        """Watch the (globals dict, name, value then) the definition read;
+        `sent`: the _stamps entry each was sent with, by (id(globals), name),
+        as of `epoch`."""
         self.watch = tuple(watch)
+        self.sent = tuple(sent.get((id(g), name)) for g, name, _ in self.watch)
+        self.epoch = epoch
         groups: dict = {}
         absent = []
         for g, name, value in watch:
@@ -277,7 +283,6 @@ class _Export:
                              else values[0], len(values) > 1)
                             for g, names, values in groups.values())
         self.absent = tuple(absent)
-        self.epoch = _stamp_epoch   # (its globals were stamped just before)
 
     def fresh(self) -> bool:
         """No global it read was rebound (nor a missing one defined) since,
@@ -294,12 +299,12 @@ class _Export:
         for g, name in self.absent:
             if name in g:
                 return False
-        if self.epoch != _stamp_epoch:   # something was stamped anew since: was it ours?
-            for g, name, then in self.watch:
-                sent = _stamps.get((id(g), name))
-                if sent is not None and sent[0] is not then and then is not _MISSING:
+        epoch = _stamp_epoch   # (read once: a stamp made during the check moves it again)
+        if self.epoch != epoch:   # something was stamped anew since: one of ours?
+            for (g, name, then), sent in zip(self.watch, self.sent):
+                if then is not _MISSING and _stamps.get((id(g), name)) is not sent:
                     return False
-            self.epoch = _stamp_epoch
+            self.epoch = epoch
         return True
 
     def changes(self):
@@ -307,12 +312,11 @@ class _Export:
         with a value other than the caller's now, as they travel with a
         call: ((namespace uid, name, stamp, value), ...), or None."""
         out = []
-        for g, name, then in self.watch:
+        for (g, name, then), sent in zip(self.watch, self.sent):
             now = g.get(name, _MISSING)
             if now is _MISSING:
                 continue
-            sent = _stamps.get((id(g), name))
-            if now is not then or (sent is not None and sent[0] is not now):
+            if now is not then or _stamps.get((id(g), name)) is not sent:
                 out.append((_namespace_uid_of(g), name, _stamp(g, name, now), now))
         return tuple(out) or None
 
@@ -429,27 +433,41 @@ def _object_export(obj) -> _Export:
 def _stamp(g: dict, name: str, value) -> int:
     """When the caller's value of g[name] appeared (as first seen here): a
     worker installs a value only if it is newer than the one it holds."""
+    return _stamp_entry(g, name, value)[1]
+
+
+def _stamp_entry(g: dict, name: str, value) -> tuple:
+    """The (value, stamp) entry g[name] is sent with (a new one when the
+    value changed since it was last sent)."""
     global _stamp_epoch
     key = (id(g), name)
     seen = _stamps.get(key)
     if seen is None or seen[0] is not value:
         seen = _stamps[key] = (value, time.monotonic_ns())
         _stamp_epoch = next(_stamp_epochs)
-    return seen[1]
+    return seen
 
 
 def _define(export: _Export, root) -> None:
     buf = io.BytesIO()
     p = _DefinitionPickler(buf, root)
+    epoch = _stamp_epoch   # (before stamping: another thread's stamp meanwhile moves it)
+    sent: dict = {}
     try:
         p.dump(root)
         # Then the globals to install, per namespace, with their stamps
         # (pickle's memo makes them the objects the first part refers to).
-        p.dump(tuple((_namespace_uid_of(g), {n: (_stamp(g, n, v), v) for n, v in values.items()})
-                     for g, values in p.globals.values()))
+        groups = []
+        for g, values in p.globals.values():
+            stamped = {}
+            for n, v in values.items():
+                entry = sent[(id(g), n)] = _stamp_entry(g, n, v)
+                stamped[n] = (entry[1], v)
+            groups.append((_namespace_uid_of(g), stamped))
+        p.dump(tuple(groups))
     except Exception as exc:
         raise _cannot_travel(root, exc) from exc
-    export.set_watch(p.watch)
+    export.set_watch(p.watch, sent, epoch)
     export.definition = buf.getvalue()
     _core.put_definition(export.uid, export.definition)
 

@@ -237,6 +237,7 @@ class AsyncPoolMethods:
         # few results, while the workers still have most of the window.
         refill = max(1, window // 4)
         top_up = False   # read into any free slot now (see below)
+        slots = self._workers * self._concurrency   # tasks the workers run at once
         loop.add_reader(completions.fileno(), wake)
         try:
             while True:
@@ -269,10 +270,11 @@ class AsyncPoolMethods:
                             raise failure[0]
                         return
                     if (source is not None and not exhausted and submitted - consumed < window
-                            and submitted - consumed - len(arrived) < self._workers):
+                            and submitted - consumed - len(arrived) < slots):
                         # About to sleep with a slot free while fewer tasks
-                        # are unfinished than workers: a worker would idle,
-                        # or the awaited task may wait for a later item.
+                        # are unfinished than workers can run at once: one
+                        # would idle, or the awaited task may wait for a
+                        # later item.
                         top_up = True
                         continue
                     waiting = waiter[0] = loop.create_future()
