@@ -700,9 +700,14 @@ class ProcessWorkers(_Workers):
         code = (f"import sys; sys.path.insert(0, {src!r}); "
                 f"from interpool._fallback_child import main; main({theirs.fileno()}, {os.getpid()})")
         try:
+            # env: our own copy of os.environ, never the C `environ` itself.
+            # A worker importing a module that refuses subinterpreters may be
+            # calling putenv/unsetenv right now (numpy does), and a child
+            # exec'ing while `environ` is rebuilt fails with EFAULT (seen once
+            # in the suite: "[Errno 14] Bad address").
             popen = subprocess.Popen(
                 [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code],  # type: ignore[attr-defined]
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=dict(os.environ),
             )
         except Exception as exc:
             ours.close()
