@@ -233,18 +233,24 @@ class AsyncPoolMethods:
         else:
             source = iter(iterable)
 
-        # A sync source is read a quarter window at a time: one submit per
-        # few results, while the workers still have most of the window.
+        # A sync source is read a quarter window at a time (one submit per
+        # few results, while the workers still have most of the window), or
+        # into any free slot when fewer tasks are unfinished than the workers
+        # run at once: one would idle, or the awaited task may wait for a
+        # later item.
         refill = max(1, window // 4)
-        top_up = False   # read into any free slot now (see below)
-        slots = self._workers * self._concurrency   # tasks the workers run at once
+        slots = self._workers * self._concurrency
         loop.add_reader(completions.fileno(), wake)
         try:
             while True:
-                if source is not None and (top_up or submitted - consumed <= window - refill):
-                    top_up = False
+                if completions.ready:   # (the reader callback drained what woke us)
+                    for index, ok, value in drain():
+                        arrived[index] = (ok, value)
+                free = window - (submitted - consumed)
+                if source is not None and not exhausted and (
+                        free >= refill or (free > 0 and window - free - len(arrived) < slots)):
                     batch: list[tuple[Any, ...]] = []
-                    while not exhausted and submitted + len(batch) - consumed < window:
+                    while len(batch) < free:
                         try:
                             item = next(source)
                         except StopIteration:
@@ -254,9 +260,6 @@ class AsyncPoolMethods:
                     if batch:
                         send(batch)
                         submitted += len(batch)
-                if completions.ready:   # (the reader callback drained what woke us)
-                    for index, ok, value in drain():
-                        arrived[index] = (ok, value)
                 if ordered:
                     ready: list[tuple[bool, Any]] = []
                     while consumed + len(ready) in arrived:
@@ -269,14 +272,6 @@ class AsyncPoolMethods:
                         if failure:
                             raise failure[0]
                         return
-                    if (source is not None and not exhausted and submitted - consumed < window
-                            and submitted - consumed - len(arrived) < slots):
-                        # About to sleep with a slot free while fewer tasks
-                        # are unfinished than workers can run at once: one
-                        # would idle, or the awaited task may wait for a
-                        # later item.
-                        top_up = True
-                        continue
                     waiting = waiter[0] = loop.create_future()
                     await waiting
                     waiter[0] = None
