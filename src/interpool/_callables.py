@@ -49,10 +49,10 @@ class Travel:
 
     def holds(self, fn) -> bool:
         """Whether a call of `fn` travels as this by-value travel without
-        state, as plan() would find (its fast path): same code, no defaults
-        or captured values, no global it read rebound since.  A pool that
-        has seen fn checks its code, its defaults and `freshness()` instead
-        of calling plan() again."""
+        state (plan()'s fast path): same code, no defaults or captured
+        values, no global it read rebound since.  A pool that has seen fn
+        checks its code, its defaults and `freshness()` instead of calling
+        plan() again."""
         export = self._export
         return (self.state is None and export is not None and export.travel is self
                 and export.code is fn.__code__ and fn.__closure__ is None
@@ -221,10 +221,7 @@ def plan(fn, closures: bool = True, anything: bool = False) -> Travel:
         # of a function without defaults or captured values whose globals
         # were not rebound since.
         export = _recent(fn)
-        if (export is not None and export.travel is not None and export.code is fn.__code__
-                and fn.__closure__ is None and fn.__defaults__ is None
-                and fn.__kwdefaults__ is None and (not export.checks or export.fresh())
-                and not export.absent):
+        if export is not None and export.travel is not None and export.travel.holds(fn):
             return export.travel
         export = _byvalue.cached_template(fn)
         if export is not None:

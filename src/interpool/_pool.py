@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import weakref
+from types import FunctionType
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overload
@@ -33,7 +34,6 @@ T2 = TypeVar("T2")
 
 _pool_counter = itertools.count(1)
 _NO_PREFIX: tuple[()] = ()
-_FunctionType = type(lambda: None)
 _VALUE_IDS_MAX = 256
 # A map's consumer sleeps until the result it must yield next is there, or
 # this many are (then it drains them all in one batch).
@@ -329,7 +329,7 @@ class Pool(AsyncPoolMethods):
             fn_id = None
         if fn_id is not None:
             return fn_id, _NO_PREFIX
-        if type(fn) is _FunctionType:
+        if type(fn) is FunctionType:
             # A __main__ function called again: no plan() while the travel
             # registered for it still holds (see Travel.holds).
             hit = self._value_ids.get(fn)
